@@ -1,0 +1,153 @@
+"""``sobolev-sweep``: the command line (click).
+
+Bad input of any kind ends in one line on stderr, ``sobolev-sweep: error: …``, and exit code
+2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import click
+
+from runners.console import fail
+from sobolev.errors import SobolevError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="sobolev-sweep")
+def cli() -> None:
+    """Sobolev training of implicit neural representations, one trial or whole sweeps."""
+
+
+@cli.group(context_settings=CONTEXT)
+def train() -> None:
+    """Run one trial locally (the debugging tool): image or audio regression."""
+
+
+def trial_options(defaults: dict) -> Callable:
+    """Options shared by every task; ``defaults`` holds the task's paper settings."""
+
+    def decorate(fn: Callable) -> Callable:
+        options = [
+            click.option("--factor", type=int, default=defaults["factor"], show_default=True,
+                         help="Train on every FACTOR-th sample along each axis (the paper's grid)."),
+            click.option("--ratio", type=float, default=None,
+                         help="Train on a random fraction of the samples instead of the grid, in (0, 1]."),
+            click.option("--activation", default=defaults["activation"], show_default=True,
+                         help="Model: relu, relu_pe (ReLU + Nyquist positional encoding), sine."),
+            click.option("--supervision", default="val_der", show_default=True, help="val, der or val_der."),
+            click.option("--steps", type=int, default=defaults["steps"], show_default=True, help="Adam steps."),
+            click.option("--seed", type=int, default=0, show_default=True, help="Seeds the init and a random subset."),
+            click.option("--lr", type=float, default=defaults["lr"], show_default=True, help="Learning rate."),
+            click.option("--lambda-der", type=float, default=1.0, show_default=True,
+                         help="Weight of the derivative loss in val_der."),
+            click.option("--operator", default=defaults["operator"], show_default=True,
+                         help="Finite-difference operator of the targets: sobel or diff."),
+            click.option("--derivative-source", default="full", show_default=True,
+                         help="full: targets from the full signal (the paper); subsampled: training grid only."),
+            click.option("--hidden-features", type=int, default=256, show_default=True),
+            click.option("--hidden-layers", type=int, default=3, show_default=True),
+            click.option("--w0", type=float, default=30.0, show_default=True, help="Sine frequency factor."),
+            click.option("--log-every", type=int, default=0, help="Loss history interval (0: 1 % of the steps)."),
+            click.option("--eval-every", type=int, default=0, help="Held-out metrics interval (0: at the end)."),
+            click.option("--device", default="cpu", show_default=True, help="cpu or cuda."),
+            click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+                         help="Write the final metrics, timings, config and loss history here."),
+            click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                         help="Write the pictures (prediction, |error|, gradient maps, loss curve) here."),
+            click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+                         help="Resume from this file if it exists; save to it while training."),
+            click.option("--checkpoint-every", type=int, default=1000, show_default=True),
+            click.option("--quiet", is_flag=True, help="No progress bar."),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _model(kw: dict):
+    from sobolev.models import MLPConfig
+
+    return MLPConfig(
+        activation=kw.pop("activation"),
+        hidden_features=kw.pop("hidden_features"),
+        hidden_layers=kw.pop("hidden_layers"),
+        w0=kw.pop("w0"),
+    )
+
+
+def _run(config, kw: dict) -> None:
+    from runners.train import run_trial
+
+    run_trial(
+        config,
+        json_path=kw["json_path"],
+        out_dir=kw["out_dir"],
+        checkpoint=kw["checkpoint"],
+        checkpoint_every=kw["checkpoint_every"],
+        show_progress=not kw["quiet"],
+    )
+
+
+_RUN_KEYS = ("json_path", "out_dir", "checkpoint", "checkpoint_every", "quiet")
+
+
+@train.command("image", context_settings=CONTEXT)
+@click.option("--image", default="astronaut", show_default=True,
+              help="Built-in image (astronaut, chelsea, coffee, rocket, hubble) or a PNG/JPEG file.")
+@click.option("--size", type=int, default=None,
+              help="Centre-crop to a square and resize to SIZE (default: 256 for built-ins, the file's own size).")
+@click.option("--grayscale", is_flag=True, help="Fit luma only (the paper fits colour).")
+@trial_options({"factor": 4, "activation": "sine", "steps": 50_000, "lr": 1e-4, "operator": "sobel"})
+def train_image(**kw) -> None:
+    """Image regression: fit an image from its ::FACTOR grid (Set5 protocol)."""
+    from sobolev.trainers import ImageRegressionConfig
+
+    run = {k: kw.pop(k) for k in _RUN_KEYS}
+    config = ImageRegressionConfig(model=_model(kw), **kw)
+    _run(config, run)
+
+
+@train.command("audio", context_settings=CONTEXT)
+@click.option("--audio", default="music", show_default=True, help="Built-in clip (music, counting) or a WAV file.")
+@click.option("--duration", type=float, default=None, help="Keep only the first DURATION seconds (CPU-friendly).")
+@trial_options({"factor": 5, "activation": "sine", "steps": 8_000, "lr": 5e-5, "operator": "diff"})
+def train_audio(**kw) -> None:
+    """Audio regression: fit a waveform from every FACTOR-th sample (SIREN audio protocol)."""
+    from sobolev.trainers import AudioRegressionConfig
+
+    run = {k: kw.pop(k) for k in _RUN_KEYS}
+    config = AudioRegressionConfig(model=_model(kw), **kw)
+    _run(config, run)
+
+
+def main(argv: Optional[list] = None) -> None:
+    """Entry point: click in non-standalone mode so every error is one line, exit code 2."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        code = cli.main(args=argv, prog_name="sobolev-sweep", standalone_mode=False)
+    except SobolevError as exc:
+        fail(str(exc))
+    except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click >= 8.2
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        raise SystemExit(2)
+    except click.ClickException as exc:
+        fail(exc.format_message(), exc.exit_code if exc.exit_code else 2)
+    except click.exceptions.Abort:
+        fail("interrupted", 130)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,143 @@
+"""Images: five CC0/public-domain photographs from the scikit-image wheel, files, Set5 folders.
+
+A source is a built-in name, a PNG/JPEG path, or a Set5-style folder ``<root>/HR/<name>.png``
+(which expands to its images, sorted by name, so the paper's Set5 table runs unchanged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from sobolev.errors import ConfigError
+from sobolev.registry import Registry
+
+BUILTIN_IMAGES: Registry[Callable[[], np.ndarray]] = Registry("built-in image")
+DEFAULT_BUILTIN_SIZE = 256
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        return getattr(skimage.data, name)()
+
+    load.__name__ = name
+    return load
+
+
+# Licences (scikit-image's docstrings): astronaut NASA, public domain; chelsea CC0 (Stefan van
+# der Walt); coffee CC0 (Rachel Michetti); rocket SpaceX, public domain; hubble NASA, public domain.
+for _name, _fn in [
+    ("astronaut", "astronaut"),
+    ("chelsea", "chelsea"),
+    ("coffee", "coffee"),
+    ("rocket", "rocket"),
+    ("hubble", "hubble_deep_field"),
+]:
+    BUILTIN_IMAGES.register(_name)(_skimage(_fn))
+
+
+@dataclass
+class ImageSignal:
+    """An image to fit, in the network's value range.
+
+    Shape:
+        - pixels: ``(C, H, W)`` float32 in [-1, 1], C = 3 (colour) or 1 (grayscale)
+    """
+
+    name: str
+    pixels: torch.Tensor
+    source: str
+
+    @property
+    def shape(self):
+        return tuple(self.pixels.shape[-2:])
+
+
+def _set5_images(root: Path) -> List[Path]:
+    hr = root / "HR"
+    return sorted(p for p in hr.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if hr.is_dir() else []
+
+
+def resolve_images(spec: str) -> List[str]:
+    """Expand a dataset entry into image sources: a Set5-style folder gives one per image.
+
+    Raises :class:`ConfigError` naming the entry when it is neither a built-in name, an image
+    file, nor a folder with images under ``HR/``.
+    """
+    if spec in BUILTIN_IMAGES:
+        return [spec]
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [str(path)]
+    if path.is_dir():
+        images = _set5_images(path)
+        if not images:
+            raise ConfigError(f"image folder {spec!r} has no images under {spec.rstrip('/')}/HR/ (Set5 layout)")
+        return [str(p) for p in images]
+    raise ConfigError(
+        f"image {spec!r} not found: not a file, a Set5-style folder, or a built-in image "
+        f"({', '.join(BUILTIN_IMAGES.names())})"
+    )
+
+
+def _read_file(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode not in ("RGB", "L"):
+                img = img.convert("RGB")
+            return np.asarray(img)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read image {str(path)!r}: {exc}") from None
+
+
+def center_crop_resize(array: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop to a square, then resize to ``size × size`` (Lanczos)."""
+    h, w = array.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = array[top : top + side, left : left + side]
+    if side == size:
+        return square
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.LANCZOS))
+
+
+def load_image(spec: str, size: Optional[int] = None, grayscale: bool = False) -> ImageSignal:
+    """Read a built-in name or an image file into an :class:`ImageSignal`.
+
+    ``size`` centre-crops to a square and resizes; ``None`` keeps a file's own resolution and
+    gives built-in images ``DEFAULT_BUILTIN_SIZE``.
+    """
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
+        raise ConfigError(f"size must be an integer >= 8, got {size!r}")
+    if spec in BUILTIN_IMAGES:
+        array, name = BUILTIN_IMAGES.get(spec)(), spec
+        size = DEFAULT_BUILTIN_SIZE if size is None else size
+    else:
+        sources = resolve_images(spec)
+        if len(sources) > 1:
+            names = ", ".join(Path(s).stem for s in sources)
+            raise ConfigError(
+                f"image {spec!r} is a Set5-style folder of {len(sources)} images ({names}); "
+                f"pass one of them, e.g. {sources[0]}"
+            )
+        path = Path(sources[0])
+        array, name = _read_file(path), path.stem
+    if size is not None:
+        array = center_crop_resize(array, size)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    pixels = torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
+    if grayscale and pixels.shape[0] == 3:
+        from sobolev.metrics import luma
+
+        pixels = luma(pixels)
+    return ImageSignal(name=name, pixels=pixels * 2.0 - 1.0, source=spec)

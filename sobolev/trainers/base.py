@@ -1,0 +1,290 @@
+"""The training loop that image, audio and (later) NeRF regression share.
+
+Algorithm (PROTOCOL.md, "Common to every task"):
+  1. Fix the seed, build the network with the paper's init and Adam with a constant lr.
+  2. Every step, on every training point (full batch): predict the values and, if the
+     supervision needs them, the input Jacobian ``∂f/∂x`` with respect to the raw coordinate.
+  3. Loss: ``val``, ``der`` or ``val + λ der`` (``sobolev.losses``); a NaN/inf loss stops the
+     trial with :class:`~sobolev.errors.TrialDiverged`.
+  4. Every ``log_every`` steps: append the losses (and, every ``eval_every``, held-out
+     metrics) to the history and call the callback, which may checkpoint the trainer.
+  5. At the end: predict the whole signal and its derivatives, compute the paper's metrics.
+
+The trainer knows nothing of Ray or MLflow: runners plug in through the callback.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from sobolev.errors import ConfigError, TrialDiverged
+from sobolev.jacobian import value_and_input_jacobian
+from sobolev.losses import SUPERVISIONS, sobolev_loss
+
+CHECKPOINT_FORMAT = 1
+# Fields that may change between a checkpoint and its resumption (train longer, log differently).
+RESUMABLE_FIELDS = frozenset({"steps", "log_every", "eval_every", "device"})
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced: final metrics, loss history, and the fitted signal.
+
+    Shape (image / audio):
+        - prediction, target: ``(C, H, W)`` / ``(1, N)`` in [-1, 1]
+        - network_gradient, target_gradient: ``(C, 2, H, W)`` / ``(1, 1, N)`` per-sample units
+        - train_mask: ``(H, W)`` / ``(N,)`` bool
+    """
+
+    task: str
+    config: Dict[str, Any]
+    metrics: Dict[str, float]
+    history: List[Dict[str, float]]
+    steps: int
+    train_seconds: float
+    prediction: torch.Tensor
+    target: torch.Tensor
+    network_gradient: torch.Tensor
+    target_gradient: torch.Tensor
+    train_mask: torch.Tensor
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+    def summary(self) -> Dict[str, Any]:
+        """JSON-ready: the metrics plus ``steps``, ``train_seconds``, ``steps_per_second``, config."""
+        return {
+            "task": self.task,
+            **self.metrics,
+            "steps": self.steps,
+            "train_seconds": self.train_seconds,
+            "steps_per_second": self.steps_per_second,
+            "config": self.config,
+        }
+
+
+@dataclass
+class Progress:
+    """What the callback sees every ``log_every`` steps (and once at the end)."""
+
+    step: int
+    total_steps: int
+    metrics: Dict[str, float]
+    train_seconds: float
+    trainer: "RegressionTrainer"
+    final: bool = False
+
+    def state_dict(self) -> Dict[str, Any]:
+        """A checkpoint of the trainer at this step (model, optimiser, step, history)."""
+        return self.trainer.state_dict()
+
+
+Callback = Callable[[Progress], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def check_common(config: Any) -> None:
+    """Validate the fields every task config has."""
+    SUPERVISIONS.get(config.supervision)
+    if isinstance(config.steps, bool) or not isinstance(config.steps, int) or config.steps < 1:
+        raise ConfigError(f"steps must be an integer >= 1, got {config.steps!r}")
+    if not (isinstance(config.lr, (int, float)) and config.lr > 0):
+        raise ConfigError(f"lr must be > 0, got {config.lr!r}")
+    if not (isinstance(config.lambda_der, (int, float)) and config.lambda_der >= 0):
+        raise ConfigError(f"lambda_der must be >= 0, got {config.lambda_der!r}")
+    if config.log_every < 0 or config.eval_every < 0:
+        raise ConfigError("log_every and eval_every must be >= 0")
+    if config.device not in ("cpu", "cuda") and not str(config.device).startswith("cuda:"):
+        raise ConfigError(f"unknown device {config.device!r}; known: cpu, cuda")
+    if str(config.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {config.device!r} requested but no CUDA device is available; known: cpu")
+    config.model.validate()
+
+
+class RegressionTrainer:
+    """Full-batch Sobolev regression of a coordinate MLP to values and derivatives.
+
+    Subclasses set the data up (``self.train_coords``, ``self.train_values``,
+    ``self.train_jacobian``, ``self.model``) and implement :meth:`evaluate`.
+    """
+
+    task = "regression"
+    eval_chunk = 16384
+
+    def __init__(self, config: Any) -> None:
+        check_common(config)
+        self.config = config
+        self.device = torch.device(config.device)
+        self.supervision = SUPERVISIONS.get(config.supervision)
+        self.step = 0
+        self.train_seconds = 0.0
+        self.history: List[Dict[str, float]] = []
+        seed_everything(config.seed)
+        self.setup()  # subclass: data, targets, model (seeded)
+        self.model.to(self.device)
+        self.train_coords = self.train_coords.to(self.device)
+        self.train_values = self.train_values.to(self.device)
+        if self.train_jacobian is not None:
+            self.train_jacobian = self.train_jacobian.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+
+    # -- hooks for subclasses -------------------------------------------------------------
+    model: nn.Module
+    train_coords: torch.Tensor
+    train_values: torch.Tensor
+    train_jacobian: Optional[torch.Tensor]
+
+    def setup(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def evaluate(self, with_gradients: bool = True) -> TrialResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- the loop -------------------------------------------------------------------------
+    @property
+    def log_every(self) -> int:
+        return self.config.log_every or max(1, self.config.steps // 100)
+
+    def training_step(self) -> Dict[str, float]:
+        """Steps 2–3: one full-batch Adam step; returns the losses as floats."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.supervision.uses_derivatives:
+            pred, jac = value_and_input_jacobian(self.model, self.train_coords, create_graph=True)
+        else:
+            pred, jac = self.model(self.train_coords), None
+        terms = sobolev_loss(
+            self.config.supervision,
+            pred,
+            self.train_values,
+            jac,
+            self.train_jacobian if jac is not None else None,
+            self.config.lambda_der,
+        )
+        loss = float(terms.total.detach())
+        if not np.isfinite(loss):
+            raise TrialDiverged(self.step + 1, loss)
+        terms.total.backward()
+        self.optimizer.step()
+        return terms.as_floats()
+
+    def fit(self, callback: Optional[Callback] = None) -> TrialResult:
+        """Train until ``config.steps`` (continuing from a restored step) and evaluate."""
+        total = self.config.steps
+        eval_every = self.config.eval_every
+        while self.step < total:
+            t0 = time.perf_counter()
+            losses = self.training_step()
+            self.train_seconds += time.perf_counter() - t0
+            self.step += 1
+            if self.step % self.log_every == 0 or self.step == total:
+                record = {"step": float(self.step), **losses}
+                if eval_every and (self.step % eval_every == 0 or self.step == total):
+                    record.update(self.evaluate(with_gradients=False).metrics)
+                self.history.append(record)
+                if callback is not None and self.step < total:
+                    callback(Progress(self.step, total, record, self.train_seconds, self))
+        result = self.evaluate(with_gradients=True)
+        if callback is not None:
+            last = self.history[-1] if self.history else {"step": float(self.step)}
+            callback(Progress(self.step, total, {**last, **result.metrics}, self.train_seconds, self, final=True))
+        return result
+
+    # -- evaluation helpers ---------------------------------------------------------------
+    def make_result(self, metrics: Dict[str, float], **signals: Any) -> TrialResult:
+        """A :class:`TrialResult` of the trainer's current state with the evaluated signals."""
+        return TrialResult(
+            task=self.task,
+            config=asdict(self.config),
+            metrics=metrics,
+            history=list(self.history),
+            steps=self.step,
+            train_seconds=self.train_seconds,
+            **signals,
+        )
+
+    @torch.no_grad()
+    def predict(self, coords: torch.Tensor) -> torch.Tensor:
+        """Network values at ``coords`` in chunks. Shape: ``(N, D) -> (N, C)``."""
+        self.model.eval()
+        out = [self.model(c.to(self.device)).cpu() for c in coords.split(self.eval_chunk)]
+        self.model.train()
+        return torch.cat(out)
+
+    def predict_with_jacobian(self, coords: torch.Tensor):
+        """Values and input Jacobians in chunks. Shape: ``(N, D) -> (N, C), (N, C, D)``."""
+        values, jacs = [], []
+        for c in coords.split(self.eval_chunk):
+            v, j = value_and_input_jacobian(self.model, c.to(self.device), create_graph=False)
+            values.append(v.cpu())
+            jacs.append(j.cpu())
+        return torch.cat(values), torch.cat(jacs)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "task": self.task,
+            "config": asdict(self.config),
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "history": list(self.history),
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore a checkpoint of the same trial: the model, optimiser, step and history."""
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("task") != self.task:
+            raise ConfigError(f"checkpoint is not a {self.task} checkpoint of format {CHECKPOINT_FORMAT}")
+        ours = asdict(self.config)
+        diff = sorted(k for k in ours if k not in RESUMABLE_FIELDS and state["config"].get(k) != ours[k])
+        if diff:
+            raise ConfigError(f"checkpoint belongs to another trial (differs in: {', '.join(diff)})")
+        if int(state["step"]) > self.config.steps:
+            raise ConfigError(f"checkpoint is at step {state['step']}, past steps={self.config.steps}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.train_seconds = float(state["train_seconds"])
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def save_checkpoint(state: Dict[str, Any], path: os.PathLike) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename): a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: os.PathLike) -> Dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ConfigError(f"cannot read checkpoint {str(path)!r}: {exc}") from None

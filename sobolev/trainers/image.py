@@ -1,0 +1,193 @@
+"""Image regression (PROTOCOL.md, "Image regression"): fit an image from its ``::factor`` grid.
+
+Algorithm:
+  1. Load the image in [-1, 1] (colour unless ``grayscale``), shape ``(C, H, W)``.
+  2. Derivative targets: normalised Sobel (or diff) on the FULL image, read at the training
+     pixels — or, with ``derivative_source="subsampled"``, on the training grid alone
+     (then divided by ``factor``, the grid spacing in pixels).
+  3. Training pixels: the ``::factor`` grid, or a seeded random ``ratio`` of the pixels.
+  4. Coordinates: raw pixel ``(x, y)``; the network normalises ``x / (W-1) · 2 - 1`` itself,
+     so its derivative is per pixel, like the targets.
+  5. Train (``sobolev.trainers.base``), then metrics on luma: held-out PSNR, cropped SSIM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from sobolev.data.images import ImageSignal, load_image
+from sobolev.errors import ConfigError
+from sobolev.finite_differences import check_operator, finite_difference_gradient
+from sobolev.metrics import cropped_ssim, image_metrics, luma, psnr, to_unit_range
+from sobolev.models import AffineCoordinates, MLPConfig
+from sobolev.sampling import Sampling
+from sobolev.trainers.base import RegressionTrainer, TrialResult
+
+DERIVATIVE_SOURCES = ["full", "subsampled"]
+
+
+@dataclass
+class ImageRegressionConfig:
+    """One image-regression trial; every default is the paper's setting."""
+
+    image: str = "astronaut"
+    """Built-in name (astronaut, chelsea, coffee, rocket, hubble) or an image file."""
+    size: Optional[int] = None
+    """Centre-crop to a square and resize to ``size``; None: a file's own size, 256 for built-ins."""
+    grayscale: bool = False
+    """Fit the luma channel only (the paper fits colour)."""
+    factor: int = 4
+    """Train on ``image[:, ::factor, ::factor]``."""
+    ratio: Optional[float] = None
+    """Train on a random fraction of the pixels instead of the grid."""
+    model: MLPConfig = field(default_factory=MLPConfig)
+    """The coordinate MLP (activation ``sine``, ``relu``, ``relu_pe``)."""
+    supervision: str = "val_der"
+    """``val``, ``der`` or ``val_der``."""
+    lambda_der: float = 1.0
+    """Weight λ of the derivative term in ``val_der``."""
+    operator: str = "sobel"
+    """Finite-difference operator of the derivative targets: ``sobel`` or ``diff``."""
+    derivative_source: str = "full"
+    """``full``: targets from the full image (the paper); ``subsampled``: from the training grid alone."""
+    steps: int = 50_000
+    """Adam steps, full batch."""
+    lr: float = 1e-4
+    """Constant learning rate."""
+    seed: int = 0
+    """Seeds the init (and a random ``ratio`` subset)."""
+    log_every: int = 0
+    """Loss history / callback interval in steps; 0: every 1 % of the steps."""
+    eval_every: int = 0
+    """Held-out metrics interval in steps; 0: only at the end."""
+    device: str = "cpu"
+    """``cpu`` or ``cuda``."""
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(factor=self.factor, ratio=self.ratio, seed=self.seed)
+
+    def validate(self) -> None:
+        self.sampling.validate()
+        check_operator(self.operator)
+        if self.derivative_source not in DERIVATIVE_SOURCES:
+            raise ConfigError(
+                f"unknown derivative_source {self.derivative_source!r}; known: {', '.join(DERIVATIVE_SOURCES)}"
+            )
+        if self.derivative_source == "subsampled" and self.ratio is not None:
+            raise ConfigError("derivative_source 'subsampled' needs grid sampling (factor), not a random ratio")
+
+    def setup(self) -> "ImageRegressionTrainer":
+        """The config is the factory: build the trainer for this trial."""
+        return ImageRegressionTrainer(self)
+
+
+def check_image_fits_factor(signal: ImageSignal, sampling: Sampling) -> None:
+    """On the grid, H and W must be multiples of ``factor`` so the grid and crop are regular."""
+    h, w = signal.shape
+    if sampling.is_grid and (h % sampling.factor or w % sampling.factor):
+        raise ConfigError(
+            f"image {signal.source!r} is {w}x{h}, not a multiple of factor {sampling.factor}; "
+            f"pick --size N with N a multiple of {sampling.factor}, or another factor"
+        )
+
+
+def pixel_coordinates(h: int, w: int) -> torch.Tensor:
+    """Raw pixel coordinates ``(x, y)`` in row-major order. Shape: ``(H·W, 2)``."""
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    return torch.stack((xs.reshape(-1), ys.reshape(-1)), dim=1)
+
+
+def pixel_normalisation(h: int, w: int) -> AffineCoordinates:
+    """``x / (W-1) · 2 - 1`` and ``y / (H-1) · 2 - 1``: by the FULL image size."""
+    return AffineCoordinates(scale=(2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)), shift=(-1.0, -1.0))
+
+
+def image_derivative_targets(pixels: torch.Tensor, operator: str, source: str, factor: int) -> torch.Tensor:
+    """Step 2: the derivative targets at every pixel (full) or grid pixel (subsampled).
+
+    Shape:
+        - pixels: ``(C, H, W)``
+        - output: ``(C, 2, H, W)`` (full) or ``(C, 2, H/f, W/f)`` (subsampled)
+    """
+    if source == "full":
+        return finite_difference_gradient(pixels, operator)
+    return finite_difference_gradient(pixels[:, ::factor, ::factor], operator) / factor
+
+
+def per_point(field: torch.Tensor) -> torch.Tensor:
+    """``(C, K, H, W)`` maps → ``(H·W, C, K)`` rows, the layout of Jacobians."""
+    c, k, h, w = field.shape
+    return field.permute(2, 3, 0, 1).reshape(h * w, c, k)
+
+
+def per_map(rows: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`per_point`: ``(H·W, C, K)`` → ``(C, K, H, W)``."""
+    n, c, k = rows.shape
+    return rows.reshape(h, w, c, k).permute(2, 3, 0, 1).contiguous()
+
+
+class ImageRegressionTrainer(RegressionTrainer):
+    task = "image"
+
+    def __init__(self, config: ImageRegressionConfig) -> None:
+        config.validate()
+        super().__init__(config)
+
+    def setup(self) -> None:
+        cfg: ImageRegressionConfig = self.config
+        self.signal = load_image(cfg.image, cfg.size, cfg.grayscale)  # step 1
+        check_image_fits_factor(self.signal, cfg.sampling)
+        pixels = self.signal.pixels
+        c, h, w = pixels.shape
+        self.sampling = cfg.sampling
+        self.train_mask = self.sampling.mask((h, w))  # step 3
+        self.target_gradient = finite_difference_gradient(pixels, cfg.operator)  # for reports
+        targets = image_derivative_targets(pixels, cfg.operator, cfg.derivative_source, cfg.factor)  # step 2
+        self.coords = pixel_coordinates(h, w)  # step 4
+        flat_mask = self.train_mask.reshape(-1)
+        self.train_coords = self.coords[flat_mask]
+        self.train_values = pixels.reshape(c, -1).t()[flat_mask]
+        if cfg.derivative_source == "full":
+            self.train_jacobian = per_point(targets)[flat_mask]
+        else:  # the grid in row-major order is exactly the masked pixels in row-major order
+            self.train_jacobian = per_point(targets)
+        if not self.supervision.uses_derivatives:
+            self.train_jacobian = None
+        self.model = cfg.model.build(
+            in_features=2,
+            out_features=c,
+            coordinates=pixel_normalisation(h, w),
+            samples_per_axis=self.sampling.samples_per_axis((h, w)),
+        )
+
+    def evaluate(self, with_gradients: bool = True) -> TrialResult:
+        """Step 5: predict every pixel and compute the paper's metrics."""
+        cfg: ImageRegressionConfig = self.config
+        pixels = self.signal.pixels
+        c, h, w = pixels.shape
+        if with_gradients:
+            values, jac = self.predict_with_jacobian(self.coords)
+            network_gradient = per_map(jac, h, w)
+        else:
+            values, network_gradient = self.predict(self.coords), torch.empty(0)
+        prediction = values.t().reshape(c, h, w)
+        metrics = image_metrics(prediction, pixels, self.train_mask, self.sampling.equivalent_factor(2))
+        y_pred, y_true = luma(to_unit_range(prediction)), luma(to_unit_range(pixels))
+        metrics["train_psnr"] = psnr(y_pred, y_true, self.train_mask)
+        if self.sampling.is_grid:
+            f = cfg.factor
+            metrics["train_ssim"] = cropped_ssim(y_pred[:, ::f, ::f], y_true[:, ::f, ::f], border=0)
+        return self.make_result(
+            metrics,
+            prediction=prediction,
+            target=pixels,
+            network_gradient=network_gradient,
+            target_gradient=self.target_gradient,
+            train_mask=self.train_mask,
+            extras={"name": self.signal.name},
+        )
+

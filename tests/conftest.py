@@ -1,0 +1,23 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def png_image(tmp_path):
+    """A small colour PNG file (a gradient with a disc) and its uint8 array."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = 24, 32
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), ((xx - 16) ** 2 + (yy - 12) ** 2 < 49) * 255], -1)
+    arr = arr.astype(np.uint8)
+    path = tmp_path / "pic.png"
+    Image.fromarray(arr).save(path)
+    return path, arr
