@@ -129,6 +129,107 @@ def train_audio(**kw) -> None:
     _run(config, run)
 
 
+def sweep_options(fn: Callable) -> Callable:
+    """Options shared by ``run``, ``resume`` and ``plan``."""
+    options = [
+        click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                     help="Override any spec field (YAML value), e.g. --set trial.steps=100. Repeatable."),
+        click.option("--tracking-uri", default=None,
+                     help="MLflow store: sqlite:///path.db (default sqlite:///mlflow.db here) or http://host:port."),
+        click.option("--storage", default=None, help="Tune state and checkpoints (default ./.sobolev)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def ray_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--address", default=None,
+                     help="Join a running Ray cluster (HOST:PORT or auto) instead of starting a local Ray."),
+        click.option("--max-concurrent", type=int, default=None, help="At most this many trials at once."),
+        click.option("--live/--no-live", default=None, help="Live view (default: on a terminal)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _options(**kw):
+    from runners.sweep import SweepOptions
+
+    return SweepOptions(**kw)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("spec", type=click.Path(dir_okay=False))
+@sweep_options
+@ray_options
+@click.option("--rerun", is_flag=True, help="Run trials even if MLflow already has them FINISHED.")
+@click.option("--dry-run", is_flag=True, help="Only plan: print the trials and the cost (same as `plan`).")
+@click.option("--resume", "resume_", is_flag=True, help="Continue the interrupted sweep (same as `resume`).")
+def run(spec, overrides, tracking_uri, storage, address, max_concurrent, live, rerun, dry_run, resume_) -> None:
+    """Run a sweep on Ray Tune (a local Ray, or --address), every trial in MLflow."""
+    from runners import sweep
+
+    opts = _options(overrides=overrides, tracking_uri=tracking_uri, storage=storage, address=address,
+                    max_concurrent=max_concurrent, rerun=rerun, live=live)
+    if dry_run:
+        sweep.show_plan(spec, opts)
+        return
+    outcome = (sweep.resume_sweep if resume_ else sweep.run_sweep)(spec, opts)
+    sweep.print_summary(outcome, spec)
+    if not outcome.complete:
+        raise SystemExit(130)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("spec", type=click.Path(dir_okay=False))
+@sweep_options
+@ray_options
+def resume(spec, overrides, tracking_uri, storage, address, max_concurrent, live) -> None:
+    """Continue an interrupted sweep: finished trials stay, interrupted ones resume from checkpoints."""
+    from runners import sweep
+
+    opts = _options(overrides=overrides, tracking_uri=tracking_uri, storage=storage, address=address,
+                    max_concurrent=max_concurrent, live=live)
+    outcome = sweep.resume_sweep(spec, opts)
+    sweep.print_summary(outcome, spec)
+    if not outcome.complete:
+        raise SystemExit(130)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("spec", type=click.Path(dir_okay=False))
+@sweep_options
+@click.option("--max-concurrent", type=int, default=None, help="Concurrency assumed by the estimate.")
+def plan(spec, overrides, tracking_uri, storage, max_concurrent) -> None:
+    """Print a sweep's trials, which are already finished in MLflow, and an estimate of the cost."""
+    from runners import sweep
+
+    sweep.show_plan(spec, _options(overrides=overrides, tracking_uri=tracking_uri, storage=storage,
+                                   max_concurrent=max_concurrent))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--tracking-uri", default=None, help="MLflow store (default sqlite:///mlflow.db here).")
+@click.option("--port", type=int, default=5000, show_default=True)
+def ui(tracking_uri, port) -> None:
+    """Start the MLflow UI on the configured store, bound to 127.0.0.1."""
+    import subprocess
+
+    from runners.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith("http"):
+        click.echo(f"the store is a server already: open {uri}")
+        return
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    click.echo(" ".join(cmd[1:]).replace("-m mlflow", "mlflow"), err=True)
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
 def main(argv: Optional[list] = None) -> None:
     """Entry point: click in non-standalone mode so every error is one line, exit code 2."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -7,7 +7,18 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True, highlight=False)
+import shutil
+
+
+def _width() -> int | None:
+    """Wide enough for trial tables when output goes to a file or a pipe."""
+    return None if sys.stderr.isatty() else max(shutil.get_terminal_size((140, 24)).columns, 140)
+
+
+console = Console(stderr=True, highlight=False, width=_width())
+"""Progress, logs and errors (stderr)."""
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+"""Results: plans, summaries, tables (stdout)."""
 
 
 def fail(message: str, code: int = 2) -> "NoReturn":  # noqa: F821

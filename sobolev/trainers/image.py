@@ -91,7 +91,7 @@ def check_image_fits_factor(signal: ImageSignal, sampling: Sampling) -> None:
     if sampling.is_grid and (h % sampling.factor or w % sampling.factor):
         raise ConfigError(
             f"image {signal.source!r} is {w}x{h}, not a multiple of factor {sampling.factor}; "
-            f"pick --size N with N a multiple of {sampling.factor}, or another factor"
+            f"pick a size (--size, trial.size) that is a multiple of {sampling.factor}, or another factor"
         )
 
 

@@ -1,0 +1,163 @@
+"""Live view of a running sweep (rich): trials done / running / pending / failed, the best
+and latest held-out PSNR, elapsed time and ETA; one line per finished trial off a terminal."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Dict, Optional
+
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from ray.tune import Callback
+
+from runners.console import console
+
+
+def _fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class SweepProgress:
+    """State of the trials as Tune reports them; rendered by :class:`LiveView`."""
+
+    def __init__(self, total: int, estimate_seconds: float, skipped: int = 0) -> None:
+        self.total = total
+        self.skipped = skipped
+        self.estimate = estimate_seconds
+        self.start = time.time()
+        self.state: Dict[str, str] = {}
+        self.names: Dict[str, str] = {}
+        self.best: Optional[float] = None
+        self.best_name = ""
+        self.latest: Optional[float] = None
+        self.retries = 0
+
+    def count(self, state: str) -> int:
+        return sum(1 for s in self.state.values() if s == state)
+
+    @property
+    def done(self) -> int:
+        return self.count("done")
+
+    def eta(self) -> float:
+        elapsed = time.time() - self.start
+        finished = self.done + self.count("failed")
+        if finished == 0:
+            return max(self.estimate - elapsed, 0.0)
+        return elapsed / finished * (self.total - finished)
+
+    def observe(self, trial_id: str, name: str, result: Dict) -> None:
+        self.names[trial_id] = name
+        psnr = result.get("test_psnr")
+        if isinstance(psnr, (int, float)) and math.isfinite(psnr):
+            self.latest = float(psnr)
+            if self.best is None or psnr > self.best:
+                self.best, self.best_name = float(psnr), name
+
+    def render(self):
+        elapsed = time.time() - self.start
+        head = Table.grid(padding=(0, 2))
+        for _ in range(6):
+            head.add_column()
+        head.add_row(
+            f"[green]done {self.done}[/]",
+            f"[cyan]running {self.count('running')}[/]",
+            f"pending {self.total - len(self.state)}",
+            f"[red]failed {self.count('failed')}[/]",
+            f"retries {self.retries}",
+            f"skipped (already in MLflow) {self.skipped}",
+        )
+        best = f"{self.best:.2f} dB ({self.best_name})" if self.best is not None else "—"
+        latest = f"{self.latest:.2f} dB" if self.latest is not None else "—"
+        stats = Table.grid(padding=(0, 2))
+        stats.add_row(f"held-out PSNR best {best}", f"latest {latest}")
+        stats.add_row(f"elapsed {_fmt_seconds(elapsed)}", f"ETA {_fmt_seconds(self.eta())}")
+        running = [self.names.get(t, t) for t, s in self.state.items() if s == "running"][:4]
+        lines = [head, stats] + ([f"[dim]running: {', '.join(running)}[/]"] if running else [])
+        return Panel(Group(*lines), title=f"sweep: {self.done}/{self.total} trials", expand=False)
+
+    def line(self) -> str:
+        best = f"{self.best:.2f}" if self.best is not None else "-"
+        return (
+            f"[{self.done + self.count('failed')}/{self.total}] done {self.done}, running {self.count('running')}, "
+            f"failed {self.count('failed')}, best PSNR {best} dB, elapsed {_fmt_seconds(time.time() - self.start)}, "
+            f"ETA {_fmt_seconds(self.eta())}"
+        )
+
+
+class _Sink:
+    """Where :class:`ProgressCallback` sends events: set by the driver around ``tuner.fit()``.
+
+    Tune pickles its RunConfig (callbacks included) into the experiment state, so the callback
+    itself holds no live objects; a restored experiment finds the driver's sink here.
+    """
+
+    progress: Optional[SweepProgress] = None
+    live: Optional[Live] = None
+
+    @classmethod
+    def refresh(cls, event: bool = False) -> None:
+        if cls.live is not None:
+            cls.live.update(cls.progress.render())
+        elif event and cls.progress is not None:
+            console.print(cls.progress.line())
+
+
+def _name_of(trial) -> str:
+    return trial.config.get("trial", {}).get("name", trial.trial_id)
+
+
+class ProgressCallback(Callback):
+    """Feeds the driver's :class:`SweepProgress` from Tune's trial events."""
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if _Sink.progress is not None:
+            _Sink.progress.state[trial.trial_id] = "running"
+            _Sink.progress.names[trial.trial_id] = _name_of(trial)
+            _Sink.refresh()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if _Sink.progress is not None:
+            _Sink.progress.observe(trial.trial_id, _name_of(trial), result)
+            if result.get("diverged"):
+                _Sink.progress.state[trial.trial_id] = "failed"
+            _Sink.refresh()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if _Sink.progress is not None:
+            if _Sink.progress.state.get(trial.trial_id) != "failed":
+                _Sink.progress.state[trial.trial_id] = "done"
+            _Sink.refresh(event=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        if _Sink.progress is not None:
+            _Sink.progress.retries += 1
+            _Sink.refresh()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if _Sink.progress is not None:
+            _Sink.progress.state[trial.trial_id] = "failed"
+            _Sink.refresh(event=True)
+
+
+def fit_with_progress(tuner, progress: SweepProgress, live_view: bool) -> bool:
+    """``tuner.fit()`` under the live view; False when interrupted with Ctrl-C."""
+    _Sink.progress = progress
+    _Sink.live = Live(progress.render(), console=console, refresh_per_second=2) if live_view else None
+    try:
+        if _Sink.live is not None:
+            with _Sink.live:
+                tuner.fit()
+        else:
+            tuner.fit()
+        return True
+    except KeyboardInterrupt:
+        return False
+    finally:
+        _Sink.progress = _Sink.live = None

@@ -1,0 +1,476 @@
+"""The sweep engine: plan, check, then run the trials on Ray Tune with results in MLflow.
+
+Algorithm (``sobolev-sweep run SPEC``):
+  1. Load and validate the spec, expand the grid, open every dataset (``runners.plan``).
+  2. Resolve the tracking URI to an absolute one and check it answers; check the experiment's
+     shape (read-only).  Nothing is written to MLflow before every check has passed.
+  3. Skip the trials whose ``trial_key`` already has a FINISHED child run (unless ``rerun``).
+  4. Connect to Ray (a local one started for the run, or ``--address``); refuse a GPU request
+     that the cluster cannot satisfy instead of leaving trials PENDING forever.
+  5. Create the experiment and a parent run; run the trials with ``tune.Tuner`` (grid over
+     trials, ``tune.with_resources``, ``reuse_actors``, retries from checkpoints).
+  6. Read every trial's state back from MLflow (not from Tune's ResultGrid, which calls
+     interrupted trials finished after SIGINT) and print the summary.
+``resume`` restores the same Tune experiment (``Tuner.restore(..., resume_errored=True)``)
+and the same parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+from rich.table import Table
+
+from runners.console import console, out
+from runners.plan import PlannedTrial, SweepPlan, estimate_seconds, plan_sweep
+from runners.progress import ProgressCallback, SweepProgress, fit_with_progress
+from runners.spec import SpecError, SweepSpec, load_spec
+from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, resolve_tracking_uri, store_exists
+from sobolev.errors import ConfigError
+
+STATE_FILE = "latest.json"
+
+
+@dataclass
+class SweepOptions:
+    """Command-line settings of ``run`` / ``resume`` / ``plan``."""
+
+    overrides: Sequence[str] = ()
+    """``--set key.path=value`` assignments."""
+    address: Optional[str] = None
+    """Ray cluster to join (``HOST:PORT`` or ``auto``); None starts a local Ray."""
+    tracking_uri: Optional[str] = None
+    """MLflow store; default ``sqlite:///mlflow.db`` in the working directory."""
+    max_concurrent: Optional[int] = None
+    """At most this many trials at once (overrides the spec's ``run.max_concurrent``)."""
+    rerun: bool = False
+    """Run trials even when a FINISHED run with their key exists."""
+    storage: Optional[str] = None
+    """Where Tune keeps experiment state and checkpoints; default ``./.sobolev``."""
+    live: Optional[bool] = None
+    """Live view (default: when stderr is a terminal)."""
+
+
+@dataclass
+class SweepOutcome:
+    spec: SweepSpec
+    planned: int
+    skipped: int
+    statuses: Dict[str, str] = field(default_factory=dict)
+    """trial_key → FINISHED / FAILED / INTERRUPTED / PENDING."""
+    wall_seconds: float = 0.0
+    train_seconds: float = 0.0
+    parent_run_id: Optional[str] = None
+    tracking_uri: str = ""
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.statuses.values() if s == status)
+
+    @property
+    def complete(self) -> bool:
+        return all(s in ("FINISHED", "FAILED") for s in self.statuses.values())
+
+
+# -- shared checks ---------------------------------------------------------------------------
+
+def experiment_shape(spec: SweepSpec) -> Dict[str, Any]:
+    axes = ["dataset", "activation", "supervision", "sampling", "seed", *sorted(spec.grid.extra)]
+    return {"task": spec.task, "axes": axes}
+
+
+def prepare(spec_path: str, opts: SweepOptions):
+    """Steps 1–3: everything that can fail on bad input, with no writes anywhere."""
+    spec = load_spec(spec_path, opts.overrides)
+    plan = plan_sweep(spec, spec_path)
+    try:
+        uri = resolve_tracking_uri(opts.tracking_uri)
+        check_reachable(uri)
+    except ConfigError as exc:
+        raise ConfigError(f"--tracking-uri: {exc}") from None
+    tracker = Tracker(uri)
+    exp_id = None
+    if store_exists(uri):  # reading a sqlite store that is not there would create it
+        try:
+            exp_id = tracker.check_shape(spec.name, experiment_shape(spec))
+        except ConfigError as exc:
+            raise SpecError(f"{spec_path}: name: {exc}") from None
+    finished = tracker.finished_trial_keys(exp_id)
+    return spec, plan, uri, tracker, exp_id, finished
+
+
+def storage_root(opts: SweepOptions, spec: SweepSpec) -> Path:
+    return (Path(opts.storage or ".sobolev").expanduser().resolve()) / spec.name
+
+
+def concurrency(spec: SweepSpec, opts: SweepOptions, cpus: int) -> int:
+    by_cpu = max(1, int(cpus // spec.resources.cpu))
+    limit = opts.max_concurrent or spec.run.max_concurrent or by_cpu
+    return max(1, min(limit, by_cpu))
+
+
+# -- plan --------------------------------------------------------------------------------------
+
+def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
+    """``sobolev-sweep plan``: the trials, their count, which are finished, and the cost."""
+    spec, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
+    conc = concurrency(spec, opts, os.cpu_count() or 1)
+    table = Table(title=f"sweep {spec.name!r} ({spec.task}) — {spec_path}")
+    for col in ("#", "trial", "trial_key", "points", "steps", "est. s", "in MLflow"):
+        table.add_column(col, justify="right" if col in ("#", "points", "steps", "est. s") else "left")
+    total_est = 0.0
+    todo = 0
+    for i, t in enumerate(plan.trials):
+        est = estimate_seconds(t)
+        done = t.key in finished
+        if not done:
+            total_est += est
+            todo += 1
+        if i < 40 or len(plan.trials) <= 60:
+            table.add_row(str(i + 1), t.name, t.key, str(t.points), str(t.config["steps"]), f"{est:.1f}",
+                          "[green]FINISHED[/]" if done else "")
+    out.print(table)
+    if len(plan.trials) > 60:
+        out.print(f"… and {len(plan.trials) - 40} more trials")
+    out.print(
+        f"{len(plan.trials)} trials ({plan.dropped} dropped by include/exclude), "
+        f"{len(plan.trials) - todo} already FINISHED in {uri}, {todo} to run.\n"
+        f"Estimated cost on this machine: {total_est / 60:.1f} trial-minutes of training, "
+        f"about {total_est / conc / 60:.1f} min wall time with {conc} concurrent trial(s) "
+        f"(plus ~{1.5 * todo / conc / 60:.1f} min orchestration)."
+    )
+    return plan
+
+
+# -- Ray ---------------------------------------------------------------------------------------
+
+def check_address(address: str, timeout: float = 3.0) -> None:
+    """An unreachable ``--address`` fails in seconds with the cause."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: cannot reach the Ray cluster: {exc.strerror or exc}") from None
+
+
+def connect_ray(spec: SweepSpec, opts: SweepOptions, spec_path: str):
+    """Step 4: start or join Ray; refuse resources the cluster does not have."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    import ray
+
+    reaper = None
+    if opts.address:
+        check_address(opts.address)
+        try:
+            ray.init(address=opts.address, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"--address {opts.address}: {str(exc).splitlines()[0]}") from None
+    else:
+        from runners.reaper import start_reaper
+
+        reaper = start_reaper()
+        try:
+            import torch
+
+            gpus = torch.cuda.device_count()
+        except Exception:  # pragma: no cover
+            gpus = 0
+        ray.init(
+            num_cpus=os.cpu_count(),
+            num_gpus=gpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            object_store_memory=256 * 1024 * 1024,
+        )
+    resources = ray.cluster_resources()
+    if spec.resources.gpu > 0 and resources.get("GPU", 0) < spec.resources.gpu:
+        ray.shutdown()
+        raise SpecError(
+            f"{spec_path}: resources.gpu: {spec.resources.gpu} GPU per trial requested, but the Ray cluster has "
+            f"{resources.get('GPU', 0):g} GPU (CPU {resources.get('CPU', 0):g}); set resources.gpu=0"
+        )
+    if resources.get("CPU", 0) < spec.resources.cpu:
+        ray.shutdown()
+        raise SpecError(
+            f"{spec_path}: resources.cpu: {spec.resources.cpu} CPU per trial requested, the cluster has "
+            f"{resources.get('CPU', 0):g}"
+        )
+    return reaper, resources
+
+
+# -- run / resume --------------------------------------------------------------------------------
+
+def _trainable(spec: SweepSpec):
+    from ray import tune
+
+    from runners.trial import sobolev_trial
+
+    resources = {"cpu": spec.resources.cpu}
+    if spec.resources.gpu:
+        resources["gpu"] = spec.resources.gpu
+    return tune.with_resources(sobolev_trial, resources)
+
+
+def _trial_name(trial) -> str:
+    return trial.config["trial"]["name"]
+
+
+def _trial_dirname(trial) -> str:
+    return trial.config["trial"]["key"]
+
+
+def _live(opts: SweepOptions) -> bool:
+    return console.is_terminal if opts.live is None else opts.live
+
+
+def _write_state(root: Path, state: Dict[str, Any]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, root / STATE_FILE)
+
+
+def _read_state(root: Path, spec_path: str) -> Dict[str, Any]:
+    try:
+        return json.loads((root / STATE_FILE).read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{spec_path}: nothing to resume: no sweep state in {root} (start it with `sobolev-sweep run {spec_path}`)"
+        ) from None
+
+
+def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
+    """``sobolev-sweep run``: steps 1–6."""
+    t_start = time.time()
+    spec, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
+    todo = [t for t in plan.trials if opts.rerun or t.key not in finished]
+    skipped = len(plan.trials) - len(todo)
+    outcome = SweepOutcome(spec=spec, planned=len(plan.trials), skipped=skipped, tracking_uri=uri)
+    if not todo:
+        console.print(f"all {len(plan.trials)} trials of {spec.name!r} are already FINISHED in {uri}; "
+                      "nothing to run (--rerun forces)")
+        return outcome
+    reaper, resources = connect_ray(spec, opts, spec_path)
+    try:
+        from ray import tune
+
+        # 5. experiment, parent run, state for resume
+        exp_id = tracker.ensure_experiment(spec.name, experiment_shape(spec))
+        invocation = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        parent = tracker.create_parent(
+            exp_id,
+            f"{spec.name}-{invocation}",
+            {"spec": spec_path, "task": spec.task, "trials": len(todo), "skipped": skipped,
+             **{f"trial.{k}": v for k, v in spec.trial.items()}},
+            {"sobolev.spec_path": str(Path(spec_path).resolve()), "sobolev.overrides": " ".join(opts.overrides)},
+        )
+        tracker.client.log_text(parent, yaml.safe_dump(spec.model_dump(), sort_keys=False), "spec.yaml")
+        outcome.parent_run_id = parent
+        root = storage_root(opts, spec)
+        ctx = _trial_context(spec, uri, exp_id, parent, resources)
+        conc = concurrency(spec, opts, int(resources.get("CPU", 1)))
+        tuner = tune.Tuner(
+            _trainable(spec),
+            param_space={"trial": tune.grid_search([t.to_dict() for t in todo]), "ctx": ctx},
+            tune_config=tune.TuneConfig(
+                reuse_actors=True,
+                max_concurrent_trials=conc,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=invocation,
+                storage_path=str(root),
+                failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[ProgressCallback()],
+                verbose=0,
+            ),
+        )
+        _write_state(root, {
+            "experiment_path": str(root / invocation), "parent_run_id": parent, "experiment_id": exp_id,
+            "tracking_uri": uri, "spec_path": str(Path(spec_path).resolve()), "overrides": list(opts.overrides),
+            "trial_keys": [t.key for t in todo], "started": t_start,
+        })
+        estimate = sum(estimate_seconds(t) for t in todo) / conc
+        progress = SweepProgress(len(todo), estimate, skipped)
+        completed = fit_with_progress(tuner, progress, _live(opts))
+        return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
+    finally:
+        _shutdown_ray(reaper)
+
+
+def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
+    """``sobolev-sweep resume``: continue the latest invocation of the spec where it stopped."""
+    t_start = time.time()
+    spec = load_spec(spec_path, opts.overrides)
+    root = storage_root(opts, spec)
+    state = _read_state(root, spec_path)
+    uri = state["tracking_uri"]
+    if opts.tracking_uri and resolve_tracking_uri(opts.tracking_uri) != uri:
+        raise ConfigError(f"--tracking-uri: the sweep being resumed logs to {uri}")
+    check_reachable(uri)
+    tracker = Tracker(uri)
+    exp_id, parent = state["experiment_id"], state["parent_run_id"]
+    plan = plan_sweep(load_spec(state["spec_path"], state["overrides"]), state["spec_path"])
+    todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
+    outcome = SweepOutcome(spec=spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent)
+    reaper, resources = connect_ray(spec, opts, spec_path)
+    try:
+        from ray import tune
+
+        tracker.client.update_run(parent, status="RUNNING")
+        path = state["experiment_path"]
+        if tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable=_trainable(spec), resume_errored=True)
+            pending = todo
+        else:  # the driver died before Tune saved any state: start the unfinished trials afresh
+            done = {r.data.tags.get(TAG_KEY) for r in tracker.children(exp_id, parent) if r.info.status == "FINISHED"}
+            pending = [t for t in todo if t.key not in done]
+            ctx = _trial_context(spec, uri, exp_id, parent, resources)
+            tuner = tune.Tuner(
+                _trainable(spec),
+                param_space={"trial": tune.grid_search([t.to_dict() for t in pending]), "ctx": ctx},
+                tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_trial_name,
+                                            trial_dirname_creator=_trial_dirname,
+                                            max_concurrent_trials=concurrency(spec, opts, int(resources.get("CPU", 1)))),
+                run_config=tune.RunConfig(name=Path(path).name, storage_path=str(root), verbose=0,
+                                          callbacks=[ProgressCallback()],
+                                          failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
+                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            )
+        finished = {r.data.tags.get(TAG_KEY) for r in tracker.children(exp_id, parent) if r.info.status == "FINISHED"}
+        progress = SweepProgress(len(pending), 0.0, 0)
+        for key in finished:
+            progress.state[f"done-{key}"] = "done"
+        completed = fit_with_progress(tuner, progress, _live(opts))
+        return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
+    finally:
+        _shutdown_ray(reaper)
+
+
+def _trial_context(spec: SweepSpec, uri: str, exp_id: str, parent: str, resources) -> Dict[str, Any]:
+    return {
+        "tracking_uri": uri,
+        "experiment_id": exp_id,
+        "parent_run_id": parent,
+        "report_every": spec.run.report_every,
+        "checkpoint_every": spec.run.checkpoint_every,
+        "fail_once_at_step": spec.run.fail_once_at_step,
+        "cpus": spec.resources.cpu,
+    }
+
+
+def _tune_errors(tuner) -> Dict[str, str]:
+    """trial_key → last line of the error of trials that Tune gave up on."""
+    errors: Dict[str, str] = {}
+    try:
+        grid = tuner.get_results()
+    except Exception:  # pragma: no cover - no results when interrupted very early
+        return errors
+    for result in grid:
+        if result.error is not None:
+            key = (result.config or {}).get("trial", {}).get("key")
+            if key:
+                errors[key] = str(result.error).strip().splitlines()[-1][:500]
+    return errors
+
+
+def _finish(outcome: SweepOutcome, tracker: Tracker, exp_id: str, parent: str, todo: List[PlannedTrial],
+            tuner, completed: bool, t_start: float) -> SweepOutcome:
+    """Step 6: the truth comes from MLflow; runs left RUNNING become KILLED or FAILED."""
+    errors = _tune_errors(tuner)
+    runs = {r.data.tags.get(TAG_KEY): r for r in tracker.children(exp_id, parent)}
+    for t in todo:
+        run = runs.get(t.key)
+        if run is None:
+            outcome.statuses[t.key] = "PENDING"
+            continue
+        status = run.info.status
+        if status == "RUNNING":
+            if completed and t.key in errors:
+                tracker.set_tags(run.info.run_id, {TAG_FAILURE: errors[t.key]})
+                tracker.finish(run.info.run_id, "FAILED")
+                status = "FAILED"
+            else:
+                tracker.finish(run.info.run_id, "KILLED")  # `resume` reopens it
+                status = "INTERRUPTED"
+        elif status == "KILLED":
+            status = "INTERRUPTED"
+        outcome.statuses[t.key] = status
+        metrics = run.data.metrics
+        outcome.rows.append({
+            "trial": t.name, "status": status, "test_psnr": metrics.get("test_psnr"),
+            "test_ssim": metrics.get("test_ssim"), "train_seconds": metrics.get("train_seconds"),
+            "failure": run.data.tags.get(TAG_FAILURE, errors.get(t.key, "")),
+        })
+        if status == "FINISHED":
+            outcome.train_seconds += float(metrics.get("train_seconds", 0.0))
+    outcome.wall_seconds = time.time() - t_start
+    if outcome.complete:
+        parent_status = "FINISHED" if outcome.count("FAILED") == 0 else "FAILED"
+    else:
+        parent_status = "KILLED"
+    tracker.log_metrics(parent, [{
+        "step": 0, "trials_finished": outcome.count("FINISHED"), "trials_failed": outcome.count("FAILED"),
+        "trials_interrupted": outcome.count("INTERRUPTED") + outcome.count("PENDING"),
+        "wall_seconds": outcome.wall_seconds, "train_seconds_sum": outcome.train_seconds,
+    }], int(time.time() * 1000))
+    tracker.finish(parent, parent_status)
+    return outcome
+
+
+def _shutdown_ray(reaper) -> None:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    finally:
+        if reaper is not None:
+            pass  # it exits by itself once this driver is gone, removing what Ray left behind
+
+
+def print_summary(outcome: SweepOutcome, spec_path: str) -> None:
+    table = Table(title=f"sweep {outcome.spec.name!r}: {outcome.count('FINISHED')} finished, "
+                        f"{outcome.count('FAILED')} failed, {outcome.count('INTERRUPTED')} interrupted, "
+                        f"{outcome.count('PENDING')} not started, {outcome.skipped} skipped")
+    for col in ("trial", "status", "test PSNR", "test SSIM", "train s", "failure"):
+        table.add_column(col)
+    rows = sorted(outcome.rows, key=lambda r: (r["status"] != "FAILED", r["trial"]))
+    for r in rows[:60]:
+        fmt = lambda v, d=2: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"  # noqa: E731
+        color = {"FINISHED": "green", "FAILED": "red"}.get(r["status"], "yellow")
+        table.add_row(r["trial"], f"[{color}]{r['status']}[/]", fmt(r["test_psnr"]), fmt(r["test_ssim"], 3),
+                      fmt(r["train_seconds"], 1), r["failure"][:80])
+    if outcome.rows:
+        out.print(table)
+    if len(rows) > 60:
+        out.print(f"… {len(rows) - 60} more trials in MLflow")
+    if outcome.wall_seconds:
+        share = outcome.train_seconds / outcome.wall_seconds if outcome.wall_seconds else float("nan")
+        out.print(f"wall time {outcome.wall_seconds:.1f} s; training time summed over trials "
+                      f"{outcome.train_seconds:.1f} s ({share:.2f}× the wall time)")
+    if not outcome.complete:
+        out.print(f"[yellow]interrupted[/]: resume with  sobolev-sweep resume {spec_path}")
+    out.print("open the MLflow UI with:\n"
+                  f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000\n"
+                  f"  (or: sobolev-sweep ui --tracking-uri {outcome.tracking_uri})"
+                  if not outcome.tracking_uri.startswith("http") else f"open {outcome.tracking_uri} in a browser")

@@ -1,0 +1,220 @@
+"""MLflow layout of a sweep: one experiment per sweep name, a parent run per invocation, a
+child run per trial (tag ``mlflow.parentRunId``) keyed by ``sobolev.trial_key``.
+
+Everything goes through an explicit :class:`~mlflow.tracking.MlflowClient` built from an
+absolute tracking URI, so a Ray worker in its own working directory logs to the same store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+from urllib.parse import urlparse
+
+from sobolev.errors import ConfigError
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def _quiet_mlflow() -> None:
+    """MLflow configures its loggers at import; store creation chatter is not for users."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+TAG_KIND = "sobolev.kind"
+TAG_KEY = "sobolev.trial_key"
+TAG_SHAPE = "sobolev.shape"
+TAG_FAILURE = "sobolev.failure"
+PARENT = "mlflow.parentRunId"
+
+
+def resolve_tracking_uri(uri: Optional[str], cwd: Optional[Path] = None) -> str:
+    """An absolute tracking URI: relative sqlite paths are made absolute; file stores refused."""
+    uri = uri or DEFAULT_TRACKING_URI
+    cwd = Path(cwd or os.getcwd())
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
+        if not path:
+            raise ConfigError(f"tracking URI {uri!r}: expected sqlite:///path/to/mlflow.db")
+        if uri.startswith("sqlite:////"):
+            return uri
+        return f"sqlite:///{(cwd / path).resolve()}"
+    if parsed.scheme in ("http", "https"):
+        return uri.rstrip("/")
+    raise ConfigError(
+        f"tracking URI {uri!r} is not supported; use sqlite:///path/mlflow.db (default) or http://host:port "
+        "(MLflow 3 refuses the ./mlruns file store)"
+    )
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with the cause, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        db = Path(uri[len("sqlite:///") :])
+        if not db.parent.is_dir():
+            raise ConfigError(f"tracking URI {uri!r}: folder {db.parent} does not exist")
+        return
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as resp:
+            if resp.status != 200:
+                raise ConfigError(f"tracking server {uri} answered /health with HTTP {resp.status}")
+    except urllib.error.HTTPError as exc:
+        raise ConfigError(f"tracking server {uri} answered /health with HTTP {exc.code}") from None
+    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"cannot reach tracking server {uri}: {reason}") from None
+
+
+def artifact_location(uri: str, experiment: str) -> Optional[str]:
+    """Beside a sqlite store: ``<db folder>/mlartifacts/<experiment>``; a server decides itself."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        return (db.parent / "mlartifacts" / experiment).as_uri()
+    return None
+
+
+def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def store_exists(uri: str) -> bool:
+    """False for a sqlite store not created yet (reading it must not create it)."""
+    return not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///") :]).exists()
+
+
+class Tracker:
+    """The sweep's view of an MLflow store."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._client = None
+
+    @property
+    def client(self):
+        """The MlflowClient, made on first use (making it creates a missing sqlite store)."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            _quiet_mlflow()
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    # -- experiments ------------------------------------------------------------------------
+    def get_experiment(self, name: str):
+        return self.client.get_experiment_by_name(name)
+
+    def check_shape(self, name: str, shape: Dict[str, Any]) -> Optional[str]:
+        """Read-only: the experiment id if it exists with the same shape; an error if not."""
+        exp = self.get_experiment(name)
+        if exp is None:
+            return None
+        theirs = exp.tags.get(TAG_SHAPE)
+        if theirs is None:
+            raise ConfigError(f"experiment {name!r} exists in {self.uri} but was not made by sobolev-sweep")
+        if json.loads(theirs) != shape:
+            raise ConfigError(
+                f"experiment {name!r} in {self.uri} holds {json.loads(theirs)}, this spec is {shape}; "
+                "rename the sweep (key: name)"
+            )
+        if exp.lifecycle_stage != "active":
+            raise ConfigError(f"experiment {name!r} in {self.uri} is deleted; restore it or rename the sweep")
+        return exp.experiment_id
+
+    def ensure_experiment(self, name: str, shape: Dict[str, Any]) -> str:
+        exp_id = self.check_shape(name, shape)
+        if exp_id is not None:
+            return exp_id
+        return self.client.create_experiment(
+            name,
+            artifact_location=artifact_location(self.uri, name),
+            tags={TAG_SHAPE: json.dumps(shape, sort_keys=True), TAG_KIND: "sweep"},
+        )
+
+    # -- runs -------------------------------------------------------------------------------
+    def search(self, exp_id: str, filter_string: str = "") -> List[Any]:
+        runs: List[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs([exp_id], filter_string=filter_string, max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def finished_trial_keys(self, exp_id: Optional[str]) -> Dict[str, str]:
+        """trial_key → run id of every FINISHED child run in the experiment."""
+        if exp_id is None:
+            return {}
+        runs = self.search(exp_id, "attributes.status = 'FINISHED'")
+        return {r.data.tags[TAG_KEY]: r.info.run_id for r in runs if TAG_KEY in r.data.tags}
+
+    def children(self, exp_id: str, parent_id: str) -> List[Any]:
+        return self.search(exp_id, f"tags.`{PARENT}` = '{parent_id}'")
+
+    def find_child(self, exp_id: str, parent_id: str, key: str):
+        runs = self.search(exp_id, f"tags.`{TAG_KEY}` = '{key}' and tags.`{PARENT}` = '{parent_id}'")
+        return runs[0] if runs else None
+
+    def create_parent(self, exp_id: str, name: str, params: Dict[str, Any], tags: Dict[str, str]) -> str:
+        run = self.client.create_run(exp_id, run_name=name, tags={TAG_KIND: "sweep", **tags})
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def open_child(self, exp_id: str, parent_id: str, key: str, name: str, params: Dict[str, Any], tags: Dict[str, str]):
+        """The trial's child run: reopened if this parent already has it, else created."""
+        existing = self.find_child(exp_id, parent_id, key)
+        if existing is not None:
+            if existing.info.status != "FINISHED":
+                self.client.update_run(existing.info.run_id, status="RUNNING")
+            return existing
+        run = self.client.create_run(
+            exp_id, run_name=name, tags={PARENT: parent_id, TAG_KEY: key, TAG_KIND: "trial", **tags}
+        )
+        self.log_params(run.info.run_id, params)
+        return run
+
+    def log_params(self, run_id: str, params: Dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def last_logged_step(self, run_id: str, key: str = "loss") -> int:
+        history = self.client.get_metric_history(run_id, key)
+        return max((m.step for m in history), default=0)
+
+    def log_metrics(self, run_id: str, rows: Iterable[Dict[str, float]], timestamp_ms: int) -> None:
+        """One ``log_batch`` request per 1000 values (MLflow's limit), not one per value."""
+        from mlflow.entities import Metric
+
+        items = [
+            Metric(k, float(v), timestamp_ms, int(row["step"]))
+            for row in rows
+            for k, v in row.items()
+            if k != "step" and isinstance(v, (int, float))
+        ]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[i : i + 1000])
+
+    def set_tags(self, run_id: str, tags: Dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
