@@ -179,8 +179,7 @@ def run(spec, overrides, tracking_uri, storage, address, max_concurrent, live, r
         return
     outcome = (sweep.resume_sweep if resume_ else sweep.run_sweep)(spec, opts)
     sweep.print_summary(outcome, spec)
-    if not outcome.complete:
-        raise SystemExit(130)
+    raise SystemExit(outcome.exit_code)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -195,8 +194,7 @@ def resume(spec, overrides, tracking_uri, storage, address, max_concurrent, live
                     max_concurrent=max_concurrent, live=live)
     outcome = sweep.resume_sweep(spec, opts)
     sweep.print_summary(outcome, spec)
-    if not outcome.complete:
-        raise SystemExit(130)
+    raise SystemExit(outcome.exit_code)
 
 
 @cli.command(context_settings=CONTEXT)

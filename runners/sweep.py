@@ -80,6 +80,13 @@ class SweepOutcome:
     def complete(self) -> bool:
         return all(s in ("FINISHED", "FAILED") for s in self.statuses.values())
 
+    @property
+    def exit_code(self) -> int:
+        """0: every trial finished; 1: some failed; 130: interrupted (resume continues it)."""
+        if not self.complete:
+            return 130
+        return 1 if self.count("FAILED") else 0
+
 
 # -- shared checks ---------------------------------------------------------------------------
 

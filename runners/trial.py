@@ -12,7 +12,6 @@ Algorithm (per trial, on whichever node Ray places it):
 
 from __future__ import annotations
 
-import os
 import socket
 import tempfile
 import time
@@ -87,6 +86,7 @@ def sobolev_trial(config: Dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             trainer.load_state_dict(load_checkpoint(Path(d) / CHECKPOINT_FILE))
+        tracker.set_tags(run_id, {"sobolev.restored_from_step": trainer.step})
     metrics_log = BatchedMetrics(tracker, run_id, tracker.last_logged_step(run_id))
     last = {"report": trainer.step, "checkpoint": trainer.step}
     fail_at = ctx.get("fail_once_at_step")
@@ -144,9 +144,14 @@ def sobolev_trial(config: Dict[str, Any]) -> None:
 
 
 def _node_ip() -> str:
+    """The address of the Ray node running this trial (as the cluster knows it)."""
     try:
         import ray
 
-        return ray.util.get_node_ip_address()
+        node_id = ray.get_runtime_context().get_node_id()
+        for node in ray.nodes():
+            if node.get("NodeID") == node_id:
+                return str(node.get("NodeManagerAddress", ""))
     except Exception:  # pragma: no cover - outside Ray
-        return os.environ.get("RAY_NODE_IP_ADDRESS", "")
+        pass
+    return ""

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.io.wavfile  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
 from sobolev.metrics import LUMA_WEIGHTS, luma, to_unit_range  # noqa: E402
 from sobolev.trainers.base import TrialResult  # noqa: E402
@@ -39,12 +39,14 @@ def save_loss_curve(result: TrialResult, path: Path) -> Path:
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(_title(result), fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()
     evaluated = [h for h in result.history if "test_psnr" in h]
     if evaluated:
         ax2 = ax.twinx()
-        ax2.plot([h["step"] for h in evaluated], [h["test_psnr"] for h in evaluated], "k--", label="test PSNR")
+        (line,) = ax2.plot([h["step"] for h in evaluated], [h["test_psnr"] for h in evaluated], "k--o", ms=3)
         ax2.set_ylabel("held-out PSNR (dB)")
-    ax.legend(loc="upper right", fontsize=8)
+        handles, labels = handles + [line], labels + ["held-out PSNR"]
+    ax.legend(handles, labels, loc="upper right", fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -60,6 +62,31 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
     return arr[:, :, 0] if arr.shape[2] == 1 else arr
 
 
+def colormap(values: np.ndarray, name: str, vmin: float, vmax: float) -> np.ndarray:
+    """``(H, W)`` floats → ``(H, W, 3)`` uint8 through a matplotlib colormap (no figure: fast)."""
+    scaled = np.clip((values - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
+    return (matplotlib.colormaps[name](scaled)[..., :3] * 255).astype(np.uint8)
+
+
+def tile(panels: List[tuple], columns: int, title: str = "", min_side: int = 160) -> Image.Image:
+    """Labelled grid of ``(label, (H, W, 3) uint8)`` panels, small images enlarged (nearest)."""
+    h, w = panels[0][1].shape[:2]
+    zoom = max(1, int(np.ceil(min_side / max(h, w))))
+    ph, pw, label_h, pad = h * zoom, w * zoom, 14, 4
+    rows = int(np.ceil(len(panels) / columns))
+    top = label_h + pad if title else 0
+    canvas = Image.new("RGB", (columns * (pw + pad) + pad, top + rows * (ph + label_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((pad, 2), title, fill="black")
+    for i, (label, rgb) in enumerate(panels):
+        r, c = divmod(i, columns)
+        x, y = pad + c * (pw + pad), top + pad + r * (ph + label_h + pad)
+        draw.text((x, y), label, fill="black")
+        canvas.paste(Image.fromarray(rgb).resize((pw, ph), Image.NEAREST), (x, y + label_h))
+    return canvas
+
+
 def save_image_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
     """Write prediction.png, error.png, gradients.png and loss.png into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -69,13 +96,14 @@ def save_image_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
     paths["prediction"] = _save_png(_hwc(pred01), out_dir / "prediction.png")
 
     error = (luma(pred01) - luma(true01)).abs()[0].numpy()
-    fig, ax = plt.subplots(figsize=(5, 4.4), constrained_layout=True)
-    im = ax.imshow(error, cmap="inferno", vmin=0.0, vmax=max(float(np.percentile(error, 99.5)), 1e-6))
-    ax.set_title(f"|error| on luma · {_title(result)}", fontsize=8)
-    ax.axis("off")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.savefig(out_dir / "error.png", dpi=120)
-    plt.close(fig)
+    top = max(float(np.percentile(error, 99.5)), 1e-6)
+    gt = (np.repeat(luma(true01)[0].numpy()[..., None], 3, axis=2) * 255).astype(np.uint8)
+    image = tile(
+        [("ground truth (Y)", gt), (f"|error| on Y, 0 … {top:.3f}", colormap(error, "inferno", 0.0, top))],
+        columns=2,
+        title=_title(result),
+    )
+    image.save(out_dir / "error.png")
     paths["error"] = out_dir / "error.png"
 
     if result.network_gradient.numel():
@@ -85,29 +113,24 @@ def save_image_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
 
 
 def save_gradient_maps(result: TrialResult, path: Path) -> Path:
-    """Rows: finite-difference target, network; columns: ∂/∂x, ∂/∂y, |∇| (luma, per pixel)."""
+    """Rows: finite-difference target, network; columns: ∂Y/∂x, ∂Y/∂y, |∇Y| (per pixel)."""
     weights = torch.tensor(LUMA_WEIGHTS) if result.target.shape[0] == 3 else torch.ones(1)
     # Luma is linear, so the gradient of luma is the weighted sum of the channel gradients
     # ([-1, 1] values: halved to [0, 1] units).
     rows = {
-        "target (finite differences)": torch.einsum("c,ckhw->khw", weights, result.target_gradient) / 2,
-        "network (autograd)": torch.einsum("c,ckhw->khw", weights, result.network_gradient) / 2,
+        "target": torch.einsum("c,ckhw->khw", weights, result.target_gradient) / 2,
+        "network": torch.einsum("c,ckhw->khw", weights, result.network_gradient) / 2,
     }
-    limit = float(rows["target (finite differences)"].abs().quantile(0.99)) or 1e-3
-    fig, axes = plt.subplots(2, 3, figsize=(9, 6.2), constrained_layout=True)
-    for r, (label, grad) in enumerate(rows.items()):
-        panels = [grad[0], grad[1], grad.norm(dim=0)]
-        for c, (panel, name) in enumerate(zip(panels, ["∂Y/∂x", "∂Y/∂y", "|∇Y|"])):
-            ax = axes[r, c]
-            if c < 2:
-                ax.imshow(panel.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-            else:
-                ax.imshow(panel.numpy(), cmap="magma", vmin=0, vmax=limit * 1.5)
-            ax.set_title(f"{label}: {name}", fontsize=8)
-            ax.axis("off")
-    fig.suptitle(_title(result), fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    limit = float(rows["target"].abs().quantile(0.99)) or 1e-3
+    panels = []
+    for label, grad in rows.items():
+        g = grad.numpy()
+        panels += [
+            (f"{label} dY/dx", colormap(g[0], "RdBu_r", -limit, limit)),
+            (f"{label} dY/dy", colormap(g[1], "RdBu_r", -limit, limit)),
+            (f"{label} |grad Y|", colormap(np.hypot(g[0], g[1]), "magma", 0.0, 1.5 * limit)),
+        ]
+    tile(panels, columns=3, title=f"{_title(result)}  (±{limit:.3f} per pixel)").save(path)
     return path
 
 

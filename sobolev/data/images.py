@@ -6,6 +6,7 @@ A source is a built-in name, a PNG/JPEG path, or a Set5-style folder ``<root>/HR
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -114,10 +115,19 @@ def load_image(spec: str, size: Optional[int] = None, grayscale: bool = False) -
     """Read a built-in name or an image file into an :class:`ImageSignal`.
 
     ``size`` centre-crops to a square and resizes; ``None`` keeps a file's own resolution and
-    gives built-in images ``DEFAULT_BUILTIN_SIZE``.
+    gives built-in images ``DEFAULT_BUILTIN_SIZE``.  Decoded images are cached per process
+    (keyed by the file's modification time), so a sweep worker reads each image once.
     """
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
         raise ConfigError(f"size must be an integer >= 8, got {size!r}")
+    path = Path(spec).expanduser()
+    stamp = path.stat().st_mtime_ns if spec not in BUILTIN_IMAGES and path.is_file() else 0
+    signal = _load_image_cached(spec, size, grayscale, stamp)
+    return ImageSignal(name=signal.name, pixels=signal.pixels.clone(), source=signal.source)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_image_cached(spec: str, size: Optional[int], grayscale: bool, stamp: int) -> ImageSignal:
     if spec in BUILTIN_IMAGES:
         array, name = BUILTIN_IMAGES.get(spec)(), spec
         size = DEFAULT_BUILTIN_SIZE if size is None else size
