@@ -153,7 +153,8 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
         f"{len(plan.trials) - todo} already FINISHED in {uri}, {todo} to run.\n"
         f"Estimated cost on this machine: {total_est / 60:.1f} trial-minutes of training, "
         f"about {total_est / conc / 60:.1f} min wall time with {conc} concurrent trial(s) "
-        f"(plus ~{1.5 * todo / conc / 60:.1f} min orchestration)."
+        f"(plus ~{1.5 * todo / conc / 60:.1f} min orchestration).",
+        soft_wrap=True,
     )
     return plan
 
@@ -271,8 +272,8 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     skipped = len(plan.trials) - len(todo)
     outcome = SweepOutcome(spec=spec, planned=len(plan.trials), skipped=skipped, tracking_uri=uri)
     if not todo:
-        console.print(f"all {len(plan.trials)} trials of {spec.name!r} are already FINISHED in {uri}; "
-                      "nothing to run (--rerun forces)")
+        out.print(f"all {len(plan.trials)} trials of {spec.name!r} are already FINISHED in {uri}; "
+                  "nothing to run (--rerun forces)", soft_wrap=True)
         return outcome
     reaper, resources = connect_ray(spec, opts, spec_path)
     try:

@@ -10,6 +10,8 @@ import pytest
 
 from tests.sweep_helpers import CLI, ENV, children, cli, client, one_line_error, parents, runs, sqlite_uri, write_spec
 
+SMALL = [f"--set={kv}" for kv in ("trial.size=32", "trial.steps=40", "trial.log_every=10", "trial.eval_every=20",
+                                  "run.report_every=10", "run.checkpoint_every=20")]
 ARTIFACTS = {"prediction.png", "error.png", "gradients.png", "loss.png", "config.yaml"}
 
 
@@ -17,8 +19,7 @@ def test_smoke_sweep_logs_every_trial_then_second_run_starts_none(tmp_path):
     from pathlib import Path
 
     spec = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
-    proc = cli("run", str(spec), "--set", "trial.size=32", "--set", "trial.steps=40", "--set", "trial.eval_every=20",
-               "--set", "run.report_every=10", "--set", "run.checkpoint_every=20", cwd=tmp_path)
+    proc = cli("run", str(spec), *SMALL, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "4 finished, 0 failed" in proc.stdout and "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
     uri = sqlite_uri(tmp_path)
@@ -40,13 +41,11 @@ def test_smoke_sweep_logs_every_trial_then_second_run_starts_none(tmp_path):
     assert len(keys) == 4
     assert parent.data.metrics["trials_finished"] == 4
 
-    again = cli("run", str(spec), "--set", "trial.size=32", "--set", "trial.steps=40", "--set", "trial.eval_every=20",
-                "--set", "run.report_every=10", "--set", "run.checkpoint_every=20", cwd=tmp_path)
+    again = cli("run", str(spec), *SMALL, cwd=tmp_path)
     assert again.returncode == 0 and "nothing to run" in again.stdout
     assert len(runs(uri, "smoke")) == 5  # no new parent, no new child
-    plan = cli("plan", str(spec), "--set", "trial.size=32", "--set", "trial.steps=40", "--set", "trial.eval_every=20",
-               "--set", "run.report_every=10", "--set", "run.checkpoint_every=20", cwd=tmp_path)
-    assert plan.stdout.count("FINISHED") == 4 and "0 to run" in plan.stdout
+    plan = cli("plan", str(spec), *SMALL, cwd=tmp_path)
+    assert "4 already FINISHED" in plan.stdout and "0 to run" in plan.stdout
 
 
 def test_diverging_trial_ends_failed_with_reason_and_sweep_goes_on(tmp_path):
