@@ -105,6 +105,16 @@ def _interruptible_spec(tmp_path):
                       run__checkpoint_every=50, run__report_every=25, trial__log_every=25)
 
 
+def _start_until_one_trial_finished(tmp_path):
+    """Start a 4-trial sweep (one at a time) and return once a trial finished and the next runs."""
+    path = _interruptible_spec(tmp_path)
+    uri = sqlite_uri(tmp_path)
+    driver = _start(["run", str(path), "--no-live"], tmp_path)
+    _wait_for(lambda: _statuses(uri, "tiny").count("FINISHED") >= 1 and "RUNNING" in _statuses(uri, "tiny"),
+              240, "one finished and one running trial")
+    return path, uri, driver
+
+
 def _assert_every_trial_once_and_finished(uri, name, expected):
     all_runs = runs(uri, name)
     kids = children(all_runs)
@@ -115,11 +125,7 @@ def _assert_every_trial_once_and_finished(uri, name, expected):
 
 @pytest.mark.slow
 def test_driver_killed_with_sigkill_then_resume_runs_every_trial_exactly_once(tmp_path):
-    path = _interruptible_spec(tmp_path)
-    uri = sqlite_uri(tmp_path)
-    driver = _start(["run", str(path), "--no-live"], tmp_path)
-    _wait_for(lambda: _statuses(uri, "tiny").count("FINISHED") >= 1 and "RUNNING" in _statuses(uri, "tiny"),
-              240, "one finished and one running trial")
+    path, uri, driver = _start_until_one_trial_finished(tmp_path)
     time.sleep(3)  # let the running trial checkpoint
     family = psutil.Process(driver.pid).children(recursive=True)
     os.kill(driver.pid, signal.SIGKILL)
@@ -136,11 +142,7 @@ def test_driver_killed_with_sigkill_then_resume_runs_every_trial_exactly_once(tm
 
 @pytest.mark.slow
 def test_ctrl_c_summary_does_not_claim_interrupted_trials_then_resume_finishes(tmp_path):
-    path = _interruptible_spec(tmp_path)
-    uri = sqlite_uri(tmp_path)
-    driver = _start(["run", str(path), "--no-live"], tmp_path)
-    _wait_for(lambda: _statuses(uri, "tiny").count("FINISHED") >= 1 and "RUNNING" in _statuses(uri, "tiny"),
-              240, "one finished and one running trial")
+    path, uri, driver = _start_until_one_trial_finished(tmp_path)
     driver.send_signal(signal.SIGINT)
     out, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err[-3000:]

@@ -12,75 +12,40 @@ Algorithm:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 
 from sobolev.data.audio import load_audio
 from sobolev.errors import ConfigError
-from sobolev.finite_differences import check_operator, time_derivative
+from sobolev.finite_differences import time_derivative
 from sobolev.metrics import audio_psnr
-from sobolev.models import AffineCoordinates, MLPConfig
-from sobolev.sampling import Sampling
+from sobolev.models import AffineCoordinates
 from sobolev.trainers.base import RegressionTrainer, TrialResult
-from sobolev.trainers.image import DERIVATIVE_SOURCES
+from sobolev.trainers.config import RegressionConfig
 
 AUDIO_COORDINATE_RANGE = 100.0
 
 
-def _sine_model() -> MLPConfig:
-    return MLPConfig(activation="sine")
-
-
 @dataclass
-class AudioRegressionConfig:
-    """One audio-regression trial; every default is the paper's setting."""
+class AudioRegressionConfig(RegressionConfig):
+    """One audio-regression trial; every default is the paper's setting (SIREN's audio protocol)."""
 
-    audio: str = "music"
-    """Built-in clip (music, counting) or a WAV file."""
-    duration: Optional[float] = None
-    """Keep only the first ``duration`` seconds (CPU-friendly); None: the whole clip."""
+    max_factor: ClassVar[int] = 64
+
     factor: int = 5
     """Train on ``samples[::factor]``."""
-    ratio: Optional[float] = None
-    """Train on a random fraction of the samples instead."""
-    model: MLPConfig = field(default_factory=_sine_model)
-    """The coordinate MLP (the paper: sine only)."""
-    supervision: str = "val_der"
-    """``val``, ``der`` or ``val_der``."""
-    lambda_der: float = 1.0
-    """Weight λ of the derivative term."""
     operator: str = "diff"
     """Finite-difference operator along time (``diff``; ``sobel`` equals it on a 1-D signal)."""
-    derivative_source: str = "full"
-    """``full``: targets from the full signal (the paper); ``subsampled``: from the training samples."""
     steps: int = 8_000
     """Adam steps, full batch."""
     lr: float = 5e-5
     """Constant learning rate."""
-    seed: int = 0
-    """Seeds the init (and a random ``ratio`` subset)."""
-    log_every: int = 0
-    """Loss history / callback interval; 0: every 1 % of the steps."""
-    eval_every: int = 0
-    """Held-out metrics interval; 0: only at the end."""
-    device: str = "cpu"
-    """``cpu`` or ``cuda``."""
-
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(factor=self.factor, ratio=self.ratio, seed=self.seed, max_factor=64)
-
-    def validate(self) -> None:
-        self.sampling.validate()
-        check_operator(self.operator)
-        if self.derivative_source not in DERIVATIVE_SOURCES:
-            raise ConfigError(
-                f"unknown derivative_source {self.derivative_source!r}; known: {', '.join(DERIVATIVE_SOURCES)}"
-            )
-        if self.derivative_source == "subsampled" and self.ratio is not None:
-            raise ConfigError("derivative_source 'subsampled' needs grid sampling (factor), not a random ratio")
+    audio: str = "music"
+    """Built-in clip (music, counting) or a WAV file."""
+    duration: Optional[float] = None
+    """Keep only the first ``duration`` seconds (CPU-friendly); None: the whole clip."""
 
     def setup(self) -> "AudioRegressionTrainer":
         """The config is the factory: build the trainer for this trial."""
@@ -95,10 +60,6 @@ def sample_normalisation(n: int) -> AffineCoordinates:
 
 class AudioRegressionTrainer(RegressionTrainer):
     task = "audio"
-
-    def __init__(self, config: AudioRegressionConfig) -> None:
-        config.validate()
-        super().__init__(config)
 
     def setup(self) -> None:
         cfg: AudioRegressionConfig = self.config

@@ -13,25 +13,23 @@ Algorithm:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from sobolev.data.images import ImageSignal, load_image
 from sobolev.errors import ConfigError
-from sobolev.finite_differences import check_operator, finite_difference_gradient
+from sobolev.finite_differences import finite_difference_gradient
 from sobolev.metrics import cropped_ssim, image_metrics, luma, psnr, to_unit_range
-from sobolev.models import AffineCoordinates, MLPConfig
+from sobolev.models import AffineCoordinates
 from sobolev.sampling import Sampling
 from sobolev.trainers.base import RegressionTrainer, TrialResult
-
-DERIVATIVE_SOURCES = ["full", "subsampled"]
-
+from sobolev.trainers.config import RegressionConfig
 
 @dataclass
-class ImageRegressionConfig:
-    """One image-regression trial; every default is the paper's setting."""
+class ImageRegressionConfig(RegressionConfig):
+    """One image-regression trial; every default is the paper's setting (Set5 protocol)."""
 
     image: str = "astronaut"
     """Built-in name (astronaut, chelsea, coffee, rocket, hubble) or an image file."""
@@ -39,46 +37,6 @@ class ImageRegressionConfig:
     """Centre-crop to a square and resize to ``size``; None: a file's own size, 256 for built-ins."""
     grayscale: bool = False
     """Fit the luma channel only (the paper fits colour)."""
-    factor: int = 4
-    """Train on ``image[:, ::factor, ::factor]``."""
-    ratio: Optional[float] = None
-    """Train on a random fraction of the pixels instead of the grid."""
-    model: MLPConfig = field(default_factory=MLPConfig)
-    """The coordinate MLP (activation ``sine``, ``relu``, ``relu_pe``)."""
-    supervision: str = "val_der"
-    """``val``, ``der`` or ``val_der``."""
-    lambda_der: float = 1.0
-    """Weight λ of the derivative term in ``val_der``."""
-    operator: str = "sobel"
-    """Finite-difference operator of the derivative targets: ``sobel`` or ``diff``."""
-    derivative_source: str = "full"
-    """``full``: targets from the full image (the paper); ``subsampled``: from the training grid alone."""
-    steps: int = 50_000
-    """Adam steps, full batch."""
-    lr: float = 1e-4
-    """Constant learning rate."""
-    seed: int = 0
-    """Seeds the init (and a random ``ratio`` subset)."""
-    log_every: int = 0
-    """Loss history / callback interval in steps; 0: every 1 % of the steps."""
-    eval_every: int = 0
-    """Held-out metrics interval in steps; 0: only at the end."""
-    device: str = "cpu"
-    """``cpu`` or ``cuda``."""
-
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(factor=self.factor, ratio=self.ratio, seed=self.seed)
-
-    def validate(self) -> None:
-        self.sampling.validate()
-        check_operator(self.operator)
-        if self.derivative_source not in DERIVATIVE_SOURCES:
-            raise ConfigError(
-                f"unknown derivative_source {self.derivative_source!r}; known: {', '.join(DERIVATIVE_SOURCES)}"
-            )
-        if self.derivative_source == "subsampled" and self.ratio is not None:
-            raise ConfigError("derivative_source 'subsampled' needs grid sampling (factor), not a random ratio")
 
     def setup(self) -> "ImageRegressionTrainer":
         """The config is the factory: build the trainer for this trial."""
@@ -132,10 +90,6 @@ def per_map(rows: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 class ImageRegressionTrainer(RegressionTrainer):
     task = "image"
-
-    def __init__(self, config: ImageRegressionConfig) -> None:
-        config.validate()
-        super().__init__(config)
 
     def setup(self) -> None:
         cfg: ImageRegressionConfig = self.config
