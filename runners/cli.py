@@ -228,6 +228,32 @@ def ui(tracking_uri, port) -> None:
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("target", metavar="SPEC_OR_EXPERIMENT")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option("--metric", default="test_psnr,test_ssim", show_default=True, help="Comma-separated metrics.")
+@click.option("--format", "formats", default="tex,csv,md,png,pdf", show_default=True, help="Comma-separated outputs.")
+@click.option("--factor", type=int, default=None, help="Sampling level of the tables (default: factor 4 if swept).")
+@click.option("--ratio", type=float, default=None, help="Sampling level of the tables, as a random ratio.")
+@click.option("--dataset", default=None, help="Dataset of the picture grid (default: the first).")
+@click.option("--parent", default="all", show_default=True, help="all runs, the latest invocation, or a parent run id.")
+@click.option("--tracking-uri", default=None, help="MLflow store (default sqlite:///mlflow.db here).")
+@click.option("--no-mlflow", is_flag=True, help="Do not log the report to the sweep's parent run.")
+def report(target, out, metric, formats, factor, ratio, dataset, parent, tracking_uri, no_mlflow) -> None:
+    """Paper-style LaTeX/CSV/Markdown tables, significance tests and curves of a sweep, from MLflow."""
+    from analysis.report import ReportOptions, make_report
+    from runners.console import out as stdout
+
+    opts = ReportOptions(out=out, metrics=[m.strip() for m in metric.split(",") if m.strip()],
+                         formats=[f.strip() for f in formats.split(",") if f.strip()], factor=factor, ratio=ratio,
+                         dataset=dataset, parent=parent, tracking_uri=tracking_uri, log_to_mlflow=not no_mlflow)
+    result = make_report(target, opts)
+    for note in result.notes:
+        stdout.print(f"note: {note}", soft_wrap=True)
+    for path in result.files:
+        stdout.print(f"wrote {path}", soft_wrap=True)
+
+
 def main(argv: Optional[list] = None) -> None:
     """Entry point: click in non-standalone mode so every error is one line, exit code 2."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -73,6 +73,12 @@ def cropped_ssim(pred: torch.Tensor, target: torch.Tensor, border: int, window: 
     return float(ssim_map.mean())
 
 
+def held_out_mask(train_mask: torch.Tensor) -> torch.Tensor:
+    """The samples not trained on; all samples when nothing is held out (factor 1, ratio 1)."""
+    held_out = ~train_mask
+    return held_out if bool(held_out.any()) else torch.ones_like(train_mask)
+
+
 def image_metrics(
     pred: torch.Tensor, target: torch.Tensor, train_mask: torch.Tensor, border: int
 ) -> dict:
@@ -85,9 +91,8 @@ def image_metrics(
         - train_mask: ``(H, W)`` bool
     """
     y_pred, y_true = luma(to_unit_range(pred)), luma(to_unit_range(target))
-    held_out = ~train_mask if bool((~train_mask).any()) else torch.ones_like(train_mask)
     return {
-        "test_psnr": psnr(y_pred, y_true, held_out),
+        "test_psnr": psnr(y_pred, y_true, held_out_mask(train_mask)),
         "test_ssim": cropped_ssim(y_pred, y_true, border),
     }
 

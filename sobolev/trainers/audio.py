@@ -20,9 +20,9 @@ import torch
 from sobolev.data.audio import load_audio
 from sobolev.errors import ConfigError
 from sobolev.finite_differences import time_derivative
-from sobolev.metrics import audio_psnr
+from sobolev.metrics import audio_psnr, held_out_mask
 from sobolev.models import AffineCoordinates
-from sobolev.trainers.base import RegressionTrainer, TrialResult
+from sobolev.trainers.base import RegressionTrainer
 from sobolev.trainers.config import RegressionConfig
 
 AUDIO_COORDINATE_RANGE = 100.0
@@ -64,7 +64,7 @@ class AudioRegressionTrainer(RegressionTrainer):
     def setup(self) -> None:
         cfg: AudioRegressionConfig = self.config
         self.signal = load_audio(cfg.audio, cfg.duration)  # step 1
-        samples = self.signal.samples
+        samples = self.target = self.signal.samples
         n = samples.shape[-1]
         self.sampling = cfg.sampling
         if self.sampling.is_grid and self.sampling.factor >= n:
@@ -86,26 +86,18 @@ class AudioRegressionTrainer(RegressionTrainer):
             samples_per_axis=self.sampling.samples_per_axis((n,)),
         )
 
-    def evaluate(self, with_gradients: bool = True) -> TrialResult:
-        """Step 5: predict every sample; PSNR over held-out and training samples."""
-        samples = self.signal.samples
-        if with_gradients:
-            values, jac = self.predict_with_jacobian(self.coords)
-            network_gradient = jac.permute(1, 2, 0).contiguous()
-        else:
-            values, network_gradient = self.predict(self.coords), torch.empty(0)
-        prediction = values.t().contiguous()
-        held_out = ~self.train_mask if bool((~self.train_mask).any()) else torch.ones_like(self.train_mask)
-        metrics = {
-            "test_psnr": audio_psnr(prediction, samples, held_out),
-            "train_psnr": audio_psnr(prediction, samples, self.train_mask),
+    def to_signal(self, values: torch.Tensor) -> torch.Tensor:
+        return values.t().contiguous()
+
+    def to_gradient_maps(self, jacobian: torch.Tensor) -> torch.Tensor:
+        return jacobian.permute(1, 2, 0).contiguous()
+
+    def signal_metrics(self, prediction: torch.Tensor) -> dict:
+        """PSNR over the held-out samples and over the training samples."""
+        return {
+            "test_psnr": audio_psnr(prediction, self.target, held_out_mask(self.train_mask)),
+            "train_psnr": audio_psnr(prediction, self.target, self.train_mask),
         }
-        return self.make_result(
-            metrics,
-            prediction=prediction,
-            target=samples,
-            network_gradient=network_gradient,
-            target_gradient=self.target_gradient,
-            train_mask=self.train_mask,
-            extras={"name": self.signal.name, "rate": self.signal.rate},
-        )
+
+    def extras(self) -> dict:
+        return {"name": self.signal.name, "rate": self.signal.rate}

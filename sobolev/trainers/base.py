@@ -143,8 +143,43 @@ class RegressionTrainer:
     def setup(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def evaluate(self, with_gradients: bool = True) -> TrialResult:  # pragma: no cover - abstract
+    target: torch.Tensor
+    target_gradient: torch.Tensor
+    train_mask: torch.Tensor
+    coords: torch.Tensor
+
+    def to_signal(self, values: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """``(N, C)`` network values at ``self.coords`` → the signal's own layout."""
         raise NotImplementedError
+
+    def to_gradient_maps(self, jacobian: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """``(N, C, D)`` Jacobians at ``self.coords`` → the layout of ``self.target_gradient``."""
+        raise NotImplementedError
+
+    def signal_metrics(self, prediction: torch.Tensor) -> Dict[str, float]:  # pragma: no cover - abstract
+        """The task's metrics of a prediction (held-out and training)."""
+        raise NotImplementedError
+
+    def extras(self) -> Dict[str, Any]:
+        return {}
+
+    def evaluate(self, with_gradients: bool = True) -> TrialResult:
+        """Step 5: predict the whole signal (and its derivatives) and compute the task's metrics."""
+        if with_gradients:
+            values, jac = self.predict_with_jacobian(self.coords)
+            network_gradient = self.to_gradient_maps(jac)
+        else:
+            values, network_gradient = self.predict(self.coords), torch.empty(0)
+        prediction = self.to_signal(values)
+        return self.make_result(
+            self.signal_metrics(prediction),
+            prediction=prediction,
+            target=self.target,
+            network_gradient=network_gradient,
+            target_gradient=self.target_gradient,
+            train_mask=self.train_mask,
+            extras=self.extras(),
+        )
 
     # -- the loop -------------------------------------------------------------------------
     @property

@@ -24,7 +24,7 @@ from sobolev.finite_differences import finite_difference_gradient
 from sobolev.metrics import cropped_ssim, image_metrics, luma, psnr, to_unit_range
 from sobolev.models import AffineCoordinates
 from sobolev.sampling import Sampling
-from sobolev.trainers.base import RegressionTrainer, TrialResult
+from sobolev.trainers.base import RegressionTrainer
 from sobolev.trainers.config import RegressionConfig
 
 @dataclass
@@ -95,7 +95,7 @@ class ImageRegressionTrainer(RegressionTrainer):
         cfg: ImageRegressionConfig = self.config
         self.signal = load_image(cfg.image, cfg.size, cfg.grayscale)  # step 1
         check_image_fits_factor(self.signal, cfg.sampling)
-        pixels = self.signal.pixels
+        pixels = self.target = self.signal.pixels
         c, h, w = pixels.shape
         self.sampling = cfg.sampling
         self.train_mask = self.sampling.mask((h, w))  # step 3
@@ -118,30 +118,22 @@ class ImageRegressionTrainer(RegressionTrainer):
             samples_per_axis=self.sampling.samples_per_axis((h, w)),
         )
 
-    def evaluate(self, with_gradients: bool = True) -> TrialResult:
-        """Step 5: predict every pixel and compute the paper's metrics."""
-        cfg: ImageRegressionConfig = self.config
-        pixels = self.signal.pixels
-        c, h, w = pixels.shape
-        if with_gradients:
-            values, jac = self.predict_with_jacobian(self.coords)
-            network_gradient = per_map(jac, h, w)
-        else:
-            values, network_gradient = self.predict(self.coords), torch.empty(0)
-        prediction = values.t().reshape(c, h, w)
-        metrics = image_metrics(prediction, pixels, self.train_mask, self.sampling.equivalent_factor(2))
-        y_pred, y_true = luma(to_unit_range(prediction)), luma(to_unit_range(pixels))
+    def to_signal(self, values: torch.Tensor) -> torch.Tensor:
+        c, h, w = self.target.shape
+        return values.t().reshape(c, h, w)
+
+    def to_gradient_maps(self, jacobian: torch.Tensor) -> torch.Tensor:
+        return per_map(jacobian, *self.target.shape[-2:])
+
+    def signal_metrics(self, prediction: torch.Tensor) -> dict:
+        """Luma metrics: held-out PSNR and cropped SSIM, plus the same on the training grid."""
+        metrics = image_metrics(prediction, self.target, self.train_mask, self.sampling.equivalent_factor(2))
+        y_pred, y_true = luma(to_unit_range(prediction)), luma(to_unit_range(self.target))
         metrics["train_psnr"] = psnr(y_pred, y_true, self.train_mask)
         if self.sampling.is_grid:
-            f = cfg.factor
+            f = self.sampling.factor
             metrics["train_ssim"] = cropped_ssim(y_pred[:, ::f, ::f], y_true[:, ::f, ::f], border=0)
-        return self.make_result(
-            metrics,
-            prediction=prediction,
-            target=pixels,
-            network_gradient=network_gradient,
-            target_gradient=self.target_gradient,
-            train_mask=self.train_mask,
-            extras={"name": self.signal.name},
-        )
+        return metrics
 
+    def extras(self) -> dict:
+        return {"name": self.signal.name}

@@ -1,0 +1,148 @@
+"""Read a sweep's child runs from MLflow into a tidy frame: one row per trial.
+
+Columns: the grid axes (``dataset``, ``activation``, ``supervision``, ``factor`` or ``ratio``,
+``fraction``, ``seed`` and any extra axis), the final metrics, ``status``, ``trial_key``,
+``run_id``, ``parent_run_id``.  When a spec is given, trials that were planned but have no
+run at all appear with status ``MISSING``, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pandas as pd
+
+from runners.tracking import PARENT, TAG_KEY, TAG_KIND, Tracker, resolve_tracking_uri, store_exists
+from sobolev.errors import ConfigError
+
+AXES = ["dataset", "activation", "supervision", "factor", "ratio", "seed"]
+STATUS_ORDER = ["FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED", "MISSING"]
+
+
+@dataclass
+class SweepResults:
+    """The trials of one sweep as a frame, plus what they are."""
+
+    name: str
+    task: str
+    frame: pd.DataFrame
+    experiment_id: str
+    tracking_uri: str
+    parent_run_ids: List[str] = field(default_factory=list)
+    extra_axes: List[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        return self.frame[self.frame["status"] == "FINISHED"]
+
+    def status_counts(self) -> Dict[str, int]:
+        counts = self.frame["status"].value_counts().to_dict()
+        return {s: int(counts[s]) for s in STATUS_ORDER + sorted(set(counts) - set(STATUS_ORDER)) if s in counts}
+
+    @property
+    def latest_parent(self) -> Optional[str]:
+        return self.parent_run_ids[-1] if self.parent_run_ids else None
+
+
+def sample_fraction(task: str, factor: Optional[float], ratio: Optional[float]) -> float:
+    """Share of the samples trained on: ``1/factor²`` (images), ``1/factor`` (audio), or ``ratio``."""
+    if ratio is not None and not (isinstance(ratio, float) and math.isnan(ratio)):
+        return float(ratio)
+    return 1.0 / float(factor) ** (2 if task == "image" else 1)
+
+
+def _number(text):
+    if text is None or text == "None" or (isinstance(text, float) and math.isnan(text)):
+        return None
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return text
+    return int(value) if value.is_integer() else value
+
+
+def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all") -> SweepResults:
+    """The trials of a spec (path to YAML) or an experiment (name), newest run per trial key.
+
+    ``parent``: ``all`` child runs of the experiment, the ``latest`` invocation only, or a run id.
+    """
+    spec_trials = None
+    name = target
+    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+        from runners.plan import plan_sweep
+        from runners.spec import load_spec
+
+        spec = load_spec(target)
+        name = spec.name
+        spec_trials = plan_sweep(spec, target).trials
+    uri = resolve_tracking_uri(tracking_uri)
+    if not store_exists(uri):
+        raise ConfigError(f"no MLflow store at {uri} (run the sweep first, or pass --tracking-uri)")
+    tracker = Tracker(uri)
+    exp = tracker.get_experiment(name)
+    if exp is None:
+        raise ConfigError(f"experiment {name!r} does not exist in {uri}")
+    runs = tracker.search(exp.experiment_id)
+    parents = sorted((r for r in runs if r.data.tags.get(TAG_KIND) == "sweep" and PARENT not in r.data.tags),
+                     key=lambda r: r.info.start_time)
+    parent_ids = [r.info.run_id for r in parents]
+    trials = [r for r in runs if r.data.tags.get(TAG_KIND) == "trial"]
+    if parent == "latest":
+        if not parent_ids:
+            raise ConfigError(f"experiment {name!r} has no sweep run")
+        trials = [r for r in trials if r.data.tags.get(PARENT) == parent_ids[-1]]
+    elif parent != "all":
+        if parent not in parent_ids:
+            raise ConfigError(f"--parent {parent!r} is not a sweep run of {name!r}; known: {', '.join(parent_ids)}")
+        trials = [r for r in trials if r.data.tags.get(PARENT) == parent]
+    task = json.loads(exp.tags.get("sobolev.shape", '{"task": "image"}'))["task"]
+    rows = []
+    axis_names = set()
+    for r in sorted(trials, key=lambda r: r.info.start_time):
+        p = r.data.params
+        row = {
+            "trial_key": r.data.tags.get(TAG_KEY),
+            "run_id": r.info.run_id,
+            "parent_run_id": r.data.tags.get(PARENT),
+            "status": r.info.status,
+            "start_time": r.info.start_time,
+            "failure": r.data.tags.get("sobolev.failure", ""),
+            "artifact_uri": r.info.artifact_uri,
+        }
+        for key, value in p.items():
+            if key.startswith("axis."):
+                row[key[5:]] = _number(value)
+                axis_names.add(key[5:])
+        row["source"] = p.get("image") or p.get("audio")
+        row["size"] = _number(p.get("size"))
+        row.update(r.data.metrics)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        # newest run per trial key, preferring a FINISHED one (a --rerun or a resumed sweep)
+        frame["_done"] = frame["status"] == "FINISHED"
+        frame = frame.sort_values(["_done", "start_time"]).groupby("trial_key", as_index=False).tail(1)
+        frame = frame.drop(columns="_done")
+    extra = sorted(axis_names - set(AXES))
+    if spec_trials is not None:
+        seen = set(frame["trial_key"]) if not frame.empty else set()
+        missing = [{"trial_key": t.key, "status": "MISSING", **t.axes} for t in spec_trials if t.key not in seen]
+        if not frame.empty:
+            frame = frame[frame["trial_key"].isin({t.key for t in spec_trials})]
+        frame = pd.concat([frame, pd.DataFrame(missing)], ignore_index=True) if missing else frame
+        extra = sorted({k for t in spec_trials for k in t.axes} - set(AXES))
+    if frame.empty:
+        raise ConfigError(f"experiment {name!r} in {uri} has no trial runs")
+    for axis in AXES:
+        if axis not in frame:
+            frame[axis] = None
+    frame["fraction"] = [sample_fraction(task, f, r) for f, r in zip(frame["factor"], frame["ratio"])]
+    frame["sampling"] = [f"ratio {r:g}" if r is not None and not pd.isna(r) else f"factor {int(f)}"
+                         for f, r in zip(frame["factor"], frame["ratio"])]
+    frame = frame.sort_values(["dataset", "activation", "supervision", "fraction", "seed"], ignore_index=True)
+    return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids, extra)
+

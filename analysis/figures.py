@@ -1,0 +1,97 @@
+"""Figures for a paper column: data-efficiency curves and the picture grid (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.tables import LABELS  # noqa: E402
+
+COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
+PAPER_STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+               "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "savefig.bbox": "tight"}
+MODEL_COLORS = {"relu": "#1b9e77", "relu_pe": "#d95f02", "sine": "#7570b3"}
+SUPERVISION_STYLE = {"val": "--", "der": ":", "val_der": "-"}
+
+
+def curve_data(finished: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean and std over datasets and seeds per (model, supervision, fraction)."""
+    data = finished.dropna(subset=[metric])
+    return (data.groupby(["activation", "supervision", "fraction"])[metric]
+            .agg(["mean", "std", "count"]).reset_index().sort_values("fraction"))
+
+
+def data_efficiency_figure(finished: pd.DataFrame, metric: str, title: str, paths: Sequence[Path]) -> List[Path]:
+    """Held-out metric against the fraction of training samples, one line per (model, supervision),
+    a ±1 std band, log-scaled x axis; the legend sits below the axes, outside the data."""
+    data = curve_data(finished, metric)
+    with plt.rc_context(PAPER_STYLE):
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6))
+        for (model, sup), line in data.groupby(["activation", "supervision"], sort=True):
+            color = MODEL_COLORS.get(model)
+            std = line["std"].fillna(0.0)
+            ax.plot(line["fraction"], line["mean"], SUPERVISION_STYLE.get(sup, "-."), marker="o", ms=2.5,
+                    color=color, label=f"{model} · {sup}")
+            ax.fill_between(line["fraction"], line["mean"] - std, line["mean"] + std, color=color, alpha=0.12, lw=0)
+        ax.set_xscale("log")
+        fractions = sorted(data["fraction"].unique())
+        ax.set_xticks(fractions)
+        ax.set_xticklabels([_fraction_label(f) for f in fractions])
+        ax.minorticks_off()
+        ax.set_xlabel("fraction of samples trained on")
+        ax.set_ylabel(f"held-out {LABELS.get(metric, metric)}")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, lw=0.5)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+        written = []
+        for path in paths:
+            fig.savefig(path, dpi=200)
+            written.append(Path(path))
+        plt.close(fig)
+    return written
+
+
+def _fraction_label(f: float) -> str:
+    inv = 1.0 / f
+    return f"1/{inv:.0f}" if abs(inv - round(inv)) < 1e-6 and inv > 1 else f"{f:g}"
+
+
+def picture_grid(ground_truth: np.ndarray, panels: Dict[tuple, Optional[np.ndarray]], captions: Dict[tuple, str],
+                 models: Sequence[str], supervisions: Sequence[str], title: str, path: Path) -> Path:
+    """Ground truth, then one row per supervision and one column per model; missing runs marked."""
+    rows, cols = len(supervisions), 1 + len(models)
+    with plt.rc_context(PAPER_STYLE):
+        fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows), squeeze=False)
+        for r, sup in enumerate(supervisions):
+            for c in range(cols):
+                ax = axes[r, c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0:
+                    if r == 0:
+                        ax.imshow(ground_truth, cmap="gray" if ground_truth.ndim == 2 else None, vmin=0, vmax=255,
+                                  interpolation="nearest")
+                        ax.set_title("ground truth")
+                    else:
+                        ax.axis("off")
+                    continue
+                key = (models[c - 1], sup)
+                image = panels.get(key)
+                if image is None:
+                    ax.text(0.5, 0.5, "no finished run", ha="center", va="center", transform=ax.transAxes)
+                else:
+                    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255,
+                              interpolation="nearest")
+                caption = captions.get(key, "")
+                ax.set_title(f"{key[0]} · {key[1]}" + (f"\n{caption}" if caption else ""))
+        fig.suptitle(title)
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
+    return Path(path)
