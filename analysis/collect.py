@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
@@ -65,10 +65,12 @@ def _number(text):
     return int(value) if value.is_integer() else value
 
 
-def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all") -> SweepResults:
+def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all",
+            overrides: Sequence[str] = ()) -> SweepResults:
     """The trials of a spec (path to YAML) or an experiment (name), newest run per trial key.
 
     ``parent``: ``all`` child runs of the experiment, the ``latest`` invocation only, or a run id.
+    ``overrides``: the ``--set`` assignments the sweep ran with (a spec's trials are matched by key).
     """
     spec_trials = None
     name = target
@@ -76,7 +78,7 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
         from runners.plan import plan_sweep
         from runners.spec import load_spec
 
-        spec = load_spec(target)
+        spec = load_spec(target, overrides)
         name = spec.name
         spec_trials = plan_sweep(spec, target).trials
     uri = resolve_tracking_uri(tracking_uri)
@@ -117,7 +119,7 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
             if key.startswith("axis."):
                 row[key[5:]] = _number(value)
                 axis_names.add(key[5:])
-        row["source"] = p.get("image") or p.get("audio")
+        row["source"] = p.get("image") or p.get("audio") or p.get("scene")
         row["size"] = _number(p.get("size"))
         row.update(r.data.metrics)
         rows.append(row)

@@ -41,6 +41,7 @@ class ReportOptions:
     parent: str = "all"
     tracking_uri: Optional[str] = None
     log_to_mlflow: bool = True
+    overrides: Sequence[str] = ()
 
 
 @dataclass
@@ -56,8 +57,11 @@ def _check_request(results: SweepResults, opts: ReportOptions) -> str:
     """Step 2: the metrics and the sampling level; returns the level label."""
     finished = results.finished
     if finished.empty:
-        counts = ", ".join(f"{k} {v}" for k, v in results.status_counts().items())
-        raise ConfigError(f"experiment {results.name!r} has no finished runs ({counts})")
+        counts = results.status_counts()
+        hint = ("; if the sweep ran with --set overrides, pass the same ones to report"
+                if counts.get("MISSING") else "")
+        summary = ", ".join(f"{k} {v}" for k, v in counts.items())
+        raise ConfigError(f"experiment {results.name!r} has no finished runs ({summary}){hint}")
     known = sorted(c for c in finished.columns if c.startswith(("test_", "train_")) and finished[c].notna().any())
     for metric in opts.metrics:
         if metric not in known:
@@ -75,7 +79,7 @@ def _check_request(results: SweepResults, opts: ReportOptions) -> str:
 
 
 def make_report(target: str, opts: ReportOptions) -> Report:
-    results = collect(target, opts.tracking_uri, opts.parent)  # 1
+    results = collect(target, opts.tracking_uri, opts.parent, opts.overrides)  # 1
     level = _check_request(results, opts)  # 2
     report = Report(results, level)
     out = Path(opts.out)

@@ -129,6 +129,42 @@ def train_audio(**kw) -> None:
     _run(config, run)
 
 
+@train.command("nerf", context_settings=CONTEXT)
+@click.option("--scene", default="synthetic", show_default=True,
+              help="LLFF scene folder (images*/ + poses_bounds.npy) or the built-in 'synthetic' scene.")
+@click.option("--preset", default="paper", show_default=True,
+              help="paper: the paper's sizes; cpu: fewer samples/rays, a narrower net, smaller images.")
+@click.option("--samples", type=int, default=None, help="Stratified samples per ray (paper: 128).")
+@click.option("--rays", type=int, default=None, help="Random training rays per step (paper: 1024).")
+@click.option("--downsample", type=int, default=None, help="LLFF image downsampling (paper: 4).")
+@click.option("--llffhold", type=int, default=None, help="Every N-th view is a test view (paper: 8).")
+@click.option("--scene-width", type=int, default=None, help="Width of the built-in scene's images (default 252).")
+@click.option("--raw-noise", type=float, default=None, help="Std of the noise on sigma while training (paper: 1).")
+@click.option("--lr-decay-steps", type=int, default=None, help="lr x 0.1^(step / N) (paper: 250000).")
+@click.option("--flythrough-frames", type=int, default=None, help="Frames of the fly-through GIF.")
+@trial_options({"factor": 4, "activation": "relu", "steps": 400_000, "lr": 5e-4, "operator": "sobel"})
+@click.pass_context
+def train_nerf(ctx, **kw) -> None:
+    """Inverse rendering: TinyNeRF on an LLFF scene, rays from the ::FACTOR grid of the training views."""
+    from click.core import ParameterSource
+    from pydantic import TypeAdapter, ValidationError
+
+    from sobolev.errors import ConfigError
+    from sobolev.trainers.nerf import NerfConfig, apply_preset
+
+    run = {k: kw.pop(k) for k in _RUN_KEYS}
+    given = {k: v for k, v in kw.items()
+             if v is not None and (ctx.get_parameter_source(k) != ParameterSource.DEFAULT or k in ("scene", "preset"))}
+    model = {k: given.pop(k) for k in ("activation", "hidden_features", "hidden_layers", "w0") if k in given}
+    settings = apply_preset({**given, "model": model})
+    try:
+        config = TypeAdapter(NerfConfig).validate_python(settings)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"--{str(err['loc'][-1]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})") from None
+    _run(config, run)
+
+
 def sweep_options(fn: Callable) -> Callable:
     """Options shared by ``run``, ``resume`` and ``plan``."""
     options = [
@@ -239,14 +275,17 @@ def ui(tracking_uri, port) -> None:
 @click.option("--parent", default="all", show_default=True, help="all runs, the latest invocation, or a parent run id.")
 @click.option("--tracking-uri", default=None, help="MLflow store (default sqlite:///mlflow.db here).")
 @click.option("--no-mlflow", is_flag=True, help="Do not log the report to the sweep's parent run.")
-def report(target, out, metric, formats, factor, ratio, dataset, parent, tracking_uri, no_mlflow) -> None:
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="The --set overrides the sweep ran with (when SPEC_OR_EXPERIMENT is a spec).")
+def report(target, out, metric, formats, factor, ratio, dataset, parent, tracking_uri, no_mlflow, overrides) -> None:
     """Paper-style LaTeX/CSV/Markdown tables, significance tests and curves of a sweep, from MLflow."""
     from analysis.report import ReportOptions, make_report
     from runners.console import out as stdout
 
     opts = ReportOptions(out=out, metrics=[m.strip() for m in metric.split(",") if m.strip()],
                          formats=[f.strip() for f in formats.split(",") if f.strip()], factor=factor, ratio=ratio,
-                         dataset=dataset, parent=parent, tracking_uri=tracking_uri, log_to_mlflow=not no_mlflow)
+                         dataset=dataset, parent=parent, tracking_uri=tracking_uri, log_to_mlflow=not no_mlflow,
+                         overrides=overrides)
     result = make_report(target, opts)
     for note in result.notes:
         stdout.print(f"note: {note}", soft_wrap=True)

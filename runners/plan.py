@@ -21,6 +21,8 @@ from pydantic import TypeAdapter, ValidationError
 from runners.spec import SpecError, SweepSpec, _loc, task_config_class
 from sobolev.data import BUILTIN_CLIPS, BUILTIN_IMAGES, load_audio, load_image, resolve_images
 from sobolev.errors import ConfigError
+from sobolev.rendering.llff import load_llff
+from sobolev.rendering.scenes import BUILTIN_SCENES, resolve_scene
 from sobolev.sampling import Sampling
 from sobolev.trainers.image import check_image_fits_factor
 
@@ -67,6 +69,10 @@ class SweepPlan:
 
 def build_task_config(task: str, config: Dict[str, Any]):
     cls = task_config_class(task)
+    if task == "nerf":
+        from sobolev.trainers.nerf import apply_preset
+
+        config = apply_preset(config)
     cfg = TypeAdapter(cls).validate_python(config)
     cfg.validate()
     return cfg
@@ -89,9 +95,16 @@ def trial_key(task: str, config: Dict[str, Any], data_digest: str) -> str:
 def _resolve_datasets(spec: SweepSpec, spec_path: str) -> List[Tuple[str, str, str]]:
     """(display name, source, content digest) per dataset; folders expand; files become absolute."""
     out: List[Tuple[str, str, str]] = []
-    builtins = BUILTIN_IMAGES if spec.task == "image" else BUILTIN_CLIPS
+    builtins = {"image": BUILTIN_IMAGES, "audio": BUILTIN_CLIPS, "nerf": BUILTIN_SCENES}[spec.task]
     for i, entry in enumerate(spec.grid.datasets):
         where = f"{spec_path}: grid.datasets[{i}]"
+        if spec.task == "nerf" and entry not in builtins:
+            path = Path(entry).expanduser()
+            if not (path / "poses_bounds.npy").is_file():
+                raise SpecError(f"{where}: scene {entry!r} is not an LLFF folder (no poses_bounds.npy) or a built-in "
+                                f"scene ({', '.join(BUILTIN_SCENES)})")
+            out.append((path.resolve().name, str(path.resolve()), _file_digest(str(path / "poses_bounds.npy"))))
+            continue
         if entry in builtins:
             out.append((entry, entry, f"builtin:{entry}"))
             continue
@@ -151,8 +164,14 @@ def _validate_data(spec: SweepSpec, spec_path: str, datasets, fixed: Dict[str, A
                 for f in spec.grid.sampling.factors:
                     check_image_fits_factor(signal, Sampling(factor=f))
                 counts[name] = signal.shape[0] * signal.shape[1]
-            else:
+            elif spec.task == "audio":
                 counts[name] = load_audio(source, fixed.get("duration")).num_samples
+            else:
+                from sobolev.trainers.nerf import apply_preset
+
+                width = apply_preset(dict(fixed)).get("scene_width", 252)
+                scene = load_llff(resolve_scene(source, width), int(fixed.get("downsample", 4)))
+                counts[name] = scene.height * scene.width
         except ConfigError as exc:
             raise SpecError(f"{spec_path}: grid.datasets ({name}): {exc}") from None
     return counts
@@ -168,7 +187,7 @@ def plan_sweep(spec: SweepSpec, spec_path: str) -> SweepPlan:
     extra_keys = list(g.extra)
     trials: List[PlannedTrial] = []
     dropped = 0
-    data_key = "image" if spec.task == "image" else "audio"
+    data_key = {"image": "image", "audio": "audio", "nerf": "scene"}[spec.task]
     for (name, source, digest), act, sup, (skind, sval), seed, *extra in itertools.product(
         datasets, g.activations, g.supervision, sampling, g.seeds, *[g.extra[k] for k in extra_keys]
     ):
@@ -198,7 +217,7 @@ def plan_sweep(spec: SweepSpec, spec_path: str) -> SweepPlan:
             raise SpecError(f"{spec_path}: trial ({name}/{act}/{sup}/{skind}={sval}): {exc}") from None
         resolved = asdict(cfg)
         total = counts[name]
-        points = _points(cfg.sampling, spec.task, total)
+        points = _points(cfg.sampling, spec.task, total, resolved)
         label = "/".join(
             [name, act, sup, f"f{sval}" if skind == "factor" else f"r{sval:g}", f"s{seed}"]
             + [f"{k}={v}" for k, v in zip(extra_keys, extra)]
@@ -222,7 +241,9 @@ def plan_sweep(spec: SweepSpec, spec_path: str) -> SweepPlan:
     return SweepPlan(spec, spec_path, trials, dropped, {n: s for n, s, _ in datasets})
 
 
-def _points(sampling, task: str, total: int) -> int:
+def _points(sampling, task: str, total: int, config: Dict[str, Any]) -> int:
+    if task == "nerf":
+        return int(config["rays"] * config["samples"])
     if sampling.ratio is not None:
         return max(1, int(round(sampling.ratio * total)))
     if task == "image":

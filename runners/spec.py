@@ -23,7 +23,7 @@ from sobolev.losses import SUPERVISIONS
 from sobolev.models import parse_model_name
 from sobolev.sampling import Sampling
 
-TASKS = ("image", "audio")
+TASKS = ("image", "audio", "nerf")
 AXIS_KEYS = ("dataset", "activation", "supervision", "factor", "ratio", "seed")
 
 
@@ -120,7 +120,7 @@ class SweepSpec(Strict):
     """A whole sweep."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Also the MLflow experiment name.")
-    task: Literal["image", "audio"]
+    task: Literal["image", "audio", "nerf"]
     description: str = ""
     grid: Grid
     trial: Dict[str, Any] = Field(default_factory=dict, description="Fixed settings: a partial task config.")
@@ -145,11 +145,12 @@ class SweepSpec(Strict):
 
 def task_config_class(task: str):
     from sobolev.trainers import AudioRegressionConfig, ImageRegressionConfig
+    from sobolev.trainers.nerf import NerfConfig
 
-    return {"image": ImageRegressionConfig, "audio": AudioRegressionConfig}[task]
+    return {"image": ImageRegressionConfig, "audio": AudioRegressionConfig, "nerf": NerfConfig}[task]
 
 
-GRID_FIELDS = {"image", "audio", "factor", "ratio", "supervision", "seed"}
+GRID_FIELDS = {"image", "audio", "scene", "factor", "ratio", "supervision", "seed"}
 
 
 def trial_field_paths(task: str) -> List[str]:
@@ -165,7 +166,7 @@ def trial_field_paths(task: str) -> List[str]:
                 paths.append(f"{prefix}{f.name}")
 
     walk(task_config_class(task), "")
-    return [p for p in paths if p != "model.activation"]
+    return [p for p in paths if p != "model.activation"] + (["preset"] if task == "nerf" else [])
 
 
 # -- loading ---------------------------------------------------------------------------------

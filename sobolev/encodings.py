@@ -31,12 +31,12 @@ def nyquist_num_frequencies(num_samples: float) -> int:
     return max(1, int(math.floor(math.log2(num_samples / 4.0))))
 
 
-def positional_encoding(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
-    """NeRF positional encoding: ``[x, sin(2^0 π x_0), cos(2^0 π x_0), sin(2^0 π x_1), …]``.
+def positional_encoding(x: torch.Tensor, num_frequencies: int, base: float = math.pi) -> torch.Tensor:
+    """NeRF positional encoding: ``[x, sin(2^0 b x_0), cos(2^0 b x_0), sin(2^0 b x_1), …]``.
 
-    For each frequency ``i`` and each input dimension ``j`` the pair ``sin(2^i π x_j),
-    cos(2^i π x_j)`` is appended after the input itself (interleaved per dimension, as in the
-    paper's code).
+    For each frequency ``i`` and each input dimension ``j`` the pair ``sin(2^i b x_j),
+    cos(2^i b x_j)`` is appended after the input itself (interleaved per dimension, as in the
+    paper's code).  ``b = π`` for the image/audio ``relu_pe`` models; TinyNeRF uses ``b = 1``.
 
     Shape:
         - x: ``(N, d)``
@@ -45,7 +45,7 @@ def positional_encoding(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
     if x.ndim != 2:
         raise ValueError(f"positional_encoding expects (N, d) coordinates, got shape {tuple(x.shape)}")
     n, d = x.shape
-    freqs = (2.0 ** torch.arange(num_frequencies, dtype=x.dtype, device=x.device)) * math.pi
+    freqs = (2.0 ** torch.arange(num_frequencies, dtype=x.dtype, device=x.device)) * base
     angles = x[:, None, :] * freqs[None, :, None]  # (N, L, d)
     pairs = torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1)  # (N, L, d, 2)
     return torch.cat((x, pairs.reshape(n, -1)), dim=1)
@@ -54,14 +54,15 @@ def positional_encoding(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
 class PositionalEncoding(nn.Module):
     """Thin module over :func:`positional_encoding` with a fixed number of frequencies."""
 
-    def __init__(self, in_features: int, num_frequencies: int) -> None:
+    def __init__(self, in_features: int, num_frequencies: int, base: float = math.pi) -> None:
         super().__init__()
         self.in_features = in_features
         self.num_frequencies = num_frequencies
+        self.base = base
         self.out_features = in_features + 2 * in_features * num_frequencies
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return positional_encoding(x, self.num_frequencies)
+        return positional_encoding(x, self.num_frequencies, self.base)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_frequencies={self.num_frequencies}"
@@ -71,3 +72,9 @@ class PositionalEncoding(nn.Module):
 def nyquist_positional_encoding(in_features: int, num_samples: float) -> nn.Module:
     """The paper's ``relu_pos``: NeRF encoding with the Nyquist number of frequencies."""
     return PositionalEncoding(in_features, nyquist_num_frequencies(num_samples))
+
+
+@ENCODINGS.register("nerf")
+def nerf_positional_encoding(in_features: int, num_samples: float) -> nn.Module:
+    """TinyNeRF's encoding of a 3-D point: 10 octaves ``sin/cos(2^i x)`` (no π), input kept."""
+    return PositionalEncoding(in_features, 10, base=1.0)

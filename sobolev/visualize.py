@@ -114,12 +114,19 @@ def save_image_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
 
 def save_gradient_maps(result: TrialResult, path: Path) -> Path:
     """Rows: finite-difference target, network; columns: ∂Y/∂x, ∂Y/∂y, |∇Y| (per pixel)."""
-    weights = torch.tensor(LUMA_WEIGHTS) if result.target.shape[0] == 3 else torch.ones(1)
-    # Luma is linear, so the gradient of luma is the weighted sum of the channel gradients
-    # ([-1, 1] values: halved to [0, 1] units).
+    # [-1, 1] network values: halve to [0, 1] units; NeRF renders [0, 1] colours already
+    scale = 1.0 if result.task == "nerf" else 0.5
+    return gradient_maps(result.target_gradient, result.network_gradient, _title(result), path, scale)
+
+
+def gradient_maps(target_gradient: torch.Tensor, network_gradient: torch.Tensor, title: str, path: Path,
+                  scale: float = 1.0) -> Path:
+    """Luma gradient maps of ``(C, 2, H, W)`` target and network derivatives, as one labelled PNG."""
+    weights = torch.tensor(LUMA_WEIGHTS) if target_gradient.shape[0] == 3 else torch.ones(1)
+    # luma is linear, so the gradient of luma is the weighted sum of the channel gradients
     rows = {
-        "target": torch.einsum("c,ckhw->khw", weights, result.target_gradient) / 2,
-        "network": torch.einsum("c,ckhw->khw", weights, result.network_gradient) / 2,
+        "target": torch.einsum("c,ckhw->khw", weights, target_gradient.float()) * scale,
+        "network": torch.einsum("c,ckhw->khw", weights, network_gradient.float()) * scale,
     }
     limit = float(rows["target"].abs().quantile(0.99)) or 1e-3
     panels = []
@@ -130,8 +137,42 @@ def save_gradient_maps(result: TrialResult, path: Path) -> Path:
             (f"{label} dY/dy", colormap(g[1], "RdBu_r", -limit, limit)),
             (f"{label} |grad Y|", colormap(np.hypot(g[0], g[1]), "magma", 0.0, 1.5 * limit)),
         ]
-    tile(panels, columns=3, title=f"{_title(result)}  (±{limit:.3f} per pixel)").save(path)
+    tile(panels, columns=3, title=f"{title}  (±{limit:.3f} per pixel)").save(path)
     return path
+
+
+def _uint8(image01: torch.Tensor) -> np.ndarray:
+    """``(3, H, W)`` in [0, 1] → ``(H, W, 3)`` uint8."""
+    return (image01.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def save_nerf_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
+    """views.png (ground truth vs render per test view), depth.png, gradients.png, flythrough.gif, loss.png."""
+    import imageio.v2 as imageio
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    views = result.extras.get("test_views", list(range(len(result.prediction))))
+    panels = []
+    for v, pred, true in zip(views, result.prediction, result.target):
+        panels += [(f"view {v} ground truth", _uint8(true)), (f"view {v} rendered", _uint8(pred))]
+    paths = {"views": out_dir / "views.png"}
+    tile(panels, columns=2, title=_title(result)).save(paths["views"])
+    depth = result.extras.get("depth")
+    if depth is not None and len(depth):
+        d = depth.numpy()
+        lo, hi = float(np.percentile(d, 1)), float(np.percentile(d, 99))
+        tile([(f"view {v} depth (NDC)", colormap(x, "viridis", lo, hi)) for v, x in zip(views, d)],
+             columns=len(views), title="expected ray depth").save(out_dir / "depth.png")
+        paths["depth"] = out_dir / "depth.png"
+    if result.network_gradient.numel():
+        paths["gradients"] = save_gradient_maps(result, out_dir / "gradients.png")
+    frames = result.extras.get("flythrough")
+    if frames is not None and len(frames):
+        imageio.mimsave(out_dir / "flythrough.gif", [_uint8(f) for f in frames], duration=0.12, loop=0)
+        paths["flythrough"] = out_dir / "flythrough.gif"
+    paths["loss"] = save_loss_curve(result, out_dir / "loss.png")
+    return paths
 
 
 def save_audio_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
@@ -164,5 +205,5 @@ def save_audio_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
 
 def save_artifacts(result: TrialResult, out_dir: Path) -> List[Path]:
     """The pictures of a trial of any task."""
-    saver = save_audio_artifacts if result.task == "audio" else save_image_artifacts
+    saver = {"audio": save_audio_artifacts, "nerf": save_nerf_artifacts}.get(result.task, save_image_artifacts)
     return list(saver(result, out_dir).values())

@@ -1,10 +1,13 @@
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# built-in scenes are rendered once into this cache; keep the tests' copy out of the user's home
+os.environ.setdefault("SOBOLEV_CACHE", tempfile.mkdtemp(prefix="sobolev-cache-"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

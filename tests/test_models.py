@@ -60,12 +60,12 @@ def test_relu_kaiming_normal_init_every_layer_including_output():
 
 
 def test_unknown_activation_lists_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown activation 'tanh'; known: relu, relu_pe, sine, sine_pe"):
+    with pytest.raises(ConfigError, match=r"unknown activation 'tanh'; known: relu, relu_nerf, relu_pe, sine, sine_nerf, sine_pe"):
         parse_model_name("tanh")
     with pytest.raises(ConfigError, match="relu_xx"):
         parse_model_name("relu_xx")
     assert parse_model_name("relu_pe") == ("relu", "pe")
-    assert "sine" in known_models()
+    assert "sine" in known_models() and "relu_nerf" in known_models()
 
 
 def test_registry_refuses_duplicates_and_names_bad_value():

@@ -11,7 +11,7 @@ from tests.sweep_helpers import cli, one_line_error, write_spec
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 
 
-@pytest.mark.parametrize("name", ["smoke", "data_efficiency", "audio_regression"])
+@pytest.mark.parametrize("name", ["smoke", "data_efficiency", "audio_regression", "inverse_rendering_cpu"])
 def test_shipped_specs_plan(name):
     spec = load_spec(SWEEPS / f"{name}.yaml")
     plan = plan_sweep(spec, str(SWEEPS / f"{name}.yaml"))
@@ -28,6 +28,11 @@ def test_data_efficiency_grid_size():
 def test_image_regression_spec_points_at_set5_and_explains(tmp_path):
     with pytest.raises(SpecError, match=r"grid.datasets\[0\]: image 'data/Set5' not found"):
         plan_sweep(load_spec(SWEEPS / "image_regression.yaml"), "image_regression.yaml")
+
+
+def test_inverse_rendering_spec_points_at_llff_scenes():
+    with pytest.raises(SpecError, match=r"grid.datasets\[0\]: scene 'data/nerf_llff_data/fern' is not an LLFF folder"):
+        plan_sweep(load_spec(SWEEPS / "inverse_rendering.yaml"), "inverse_rendering.yaml")
 
 
 def test_trial_key_is_stable_and_depends_on_every_setting(tmp_path):
@@ -54,7 +59,7 @@ def test_overrides_include_exclude_and_extra_axes(tmp_path):
     "override,message",
     [
         ("grid.activaton=[sine]", "grid.activaton: unknown key (did you mean 'activations'?)"),
-        ("grid.activations=[sine, tanh]", "grid.activations[1]: unknown activation 'tanh'; known: relu, relu_pe"),
+        ("grid.activations=[sine, tanh]", "grid.activations[1]: unknown activation 'tanh'; known: relu, relu_nerf, relu_pe"),
         ("grid.supervision=[]", "grid.supervision: List should have at least 1 item"),
         ("trial.stpes=5", "trial.stpes: unknown image trial setting (did you mean 'steps'?)"),
         ("trial.steps=many", "trial.steps: Input should be a valid integer"),

@@ -1,0 +1,1 @@
+"""Inverse rendering (PROTOCOL.md, "Inverse rendering"): LLFF scenes, rays, volume rendering."""
