@@ -100,6 +100,12 @@ def _run(config, kw: dict) -> None:
 _RUN_KEYS = ("json_path", "out_dir", "checkpoint", "checkpoint_every", "quiet")
 
 
+def _train(config_class, kw: dict) -> None:
+    """Split the options into run settings and the task config (the config is the factory)."""
+    run = {k: kw.pop(k) for k in _RUN_KEYS}
+    _run(config_class(model=_model(kw), **kw), run)
+
+
 @train.command("image", context_settings=CONTEXT)
 @click.option("--image", default="astronaut", show_default=True,
               help="Built-in image (astronaut, chelsea, coffee, rocket, hubble) or a PNG/JPEG file.")
@@ -111,9 +117,7 @@ def train_image(**kw) -> None:
     """Image regression: fit an image from its ::FACTOR grid (Set5 protocol)."""
     from sobolev.trainers import ImageRegressionConfig
 
-    run = {k: kw.pop(k) for k in _RUN_KEYS}
-    config = ImageRegressionConfig(model=_model(kw), **kw)
-    _run(config, run)
+    _train(ImageRegressionConfig, kw)
 
 
 @train.command("audio", context_settings=CONTEXT)
@@ -124,9 +128,7 @@ def train_audio(**kw) -> None:
     """Audio regression: fit a waveform from every FACTOR-th sample (SIREN audio protocol)."""
     from sobolev.trainers import AudioRegressionConfig
 
-    run = {k: kw.pop(k) for k in _RUN_KEYS}
-    config = AudioRegressionConfig(model=_model(kw), **kw)
-    _run(config, run)
+    _train(AudioRegressionConfig, kw)
 
 
 @train.command("nerf", context_settings=CONTEXT)
