@@ -57,6 +57,8 @@ def trial_options(defaults: dict) -> Callable:
             click.option("--log-every", type=int, default=0, help="Loss history interval (0: 1 % of the steps)."),
             click.option("--eval-every", type=int, default=0, help="Held-out metrics interval (0: at the end)."),
             click.option("--device", default="cpu", show_default=True, help="cpu or cuda."),
+            click.option("--derivative-impl", default="auto", show_default=True,
+                         help="Network derivative: autograd (the paper's code), forward (analytic tangents), auto."),
             click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
                          help="Write the final metrics, timings, config and loss history here."),
             click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),

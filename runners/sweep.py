@@ -175,14 +175,13 @@ def check_address(address: str, timeout: float = 3.0) -> None:
         raise ConfigError(f"--address {address}: cannot reach the Ray cluster: {exc.strerror or exc}") from None
 
 
-def connect_ray(spec: SweepSpec, opts: SweepOptions, spec_path: str):
+def connect_ray(spec: SweepSpec, opts: SweepOptions, spec_path: str) -> Dict[str, float]:
     """Step 4: start or join Ray; refuse resources the cluster does not have."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     import ray
 
-    reaper = None
     if opts.address:
         check_address(opts.address)
         try:
@@ -192,7 +191,7 @@ def connect_ray(spec: SweepSpec, opts: SweepOptions, spec_path: str):
     else:
         from runners.reaper import start_reaper
 
-        reaper = start_reaper()
+        start_reaper()  # exits by itself once this driver is gone, removing what Ray left behind
         try:
             import torch
 
@@ -220,7 +219,7 @@ def connect_ray(spec: SweepSpec, opts: SweepOptions, spec_path: str):
             f"{spec_path}: resources.cpu: {spec.resources.cpu} CPU per trial requested, the cluster has "
             f"{resources.get('CPU', 0):g}"
         )
-    return reaper, resources
+    return resources
 
 
 # -- run / resume --------------------------------------------------------------------------------
@@ -275,9 +274,8 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
         out.print(f"all {len(plan.trials)} trials of {spec.name!r} are already FINISHED in {uri}; "
                   "nothing to run (--rerun forces)", soft_wrap=True)
         return outcome
-    reaper, resources = connect_ray(spec, opts, spec_path)
+    resources = connect_ray(spec, opts, spec_path)
     try:
-        from ray import tune
 
         # 5. experiment, parent run, state for resume
         exp_id = tracker.ensure_experiment(spec.name, experiment_shape(spec))
@@ -294,24 +292,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
         root = storage_root(opts, spec)
         ctx = _trial_context(spec, uri, exp_id, parent, resources)
         conc = concurrency(spec, opts, int(resources.get("CPU", 1)))
-        tuner = tune.Tuner(
-            _trainable(spec),
-            param_space={"trial": tune.grid_search([t.to_dict() for t in todo]), "ctx": ctx},
-            tune_config=tune.TuneConfig(
-                reuse_actors=True,
-                max_concurrent_trials=conc,
-                trial_name_creator=_trial_name,
-                trial_dirname_creator=_trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=invocation,
-                storage_path=str(root),
-                failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[ProgressCallback()],
-                verbose=0,
-            ),
-        )
+        tuner = _new_tuner(spec, todo, ctx, root, invocation, conc)
         _write_state(root, {
             "experiment_path": str(root / invocation), "parent_run_id": parent, "experiment_id": exp_id,
             "tracking_uri": uri, "spec_path": str(Path(spec_path).resolve()), "overrides": list(opts.overrides),
@@ -322,7 +303,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
         completed = fit_with_progress(tuner, progress, _live(opts))
         return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
     finally:
-        _shutdown_ray(reaper)
+        _shutdown_ray()
 
 
 def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
@@ -340,38 +321,52 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     plan = plan_sweep(load_spec(state["spec_path"], state["overrides"]), state["spec_path"])
     todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
     outcome = SweepOutcome(spec=spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent)
-    reaper, resources = connect_ray(spec, opts, spec_path)
+    resources = connect_ray(spec, opts, spec_path)
     try:
         from ray import tune
 
         tracker.client.update_run(parent, status="RUNNING")
         path = state["experiment_path"]
+        done = {r.data.tags.get(TAG_KEY) for r in tracker.children(exp_id, parent) if r.info.status == "FINISHED"}
         if tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=_trainable(spec), resume_errored=True)
-            pending = todo
         else:  # the driver died before Tune saved any state: start the unfinished trials afresh
-            done = {r.data.tags.get(TAG_KEY) for r in tracker.children(exp_id, parent) if r.info.status == "FINISHED"}
             pending = [t for t in todo if t.key not in done]
             ctx = _trial_context(spec, uri, exp_id, parent, resources)
-            tuner = tune.Tuner(
-                _trainable(spec),
-                param_space={"trial": tune.grid_search([t.to_dict() for t in pending]), "ctx": ctx},
-                tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_trial_name,
-                                            trial_dirname_creator=_trial_dirname,
-                                            max_concurrent_trials=concurrency(spec, opts, int(resources.get("CPU", 1)))),
-                run_config=tune.RunConfig(name=Path(path).name, storage_path=str(root), verbose=0,
-                                          callbacks=[ProgressCallback()],
-                                          failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
-                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
-            )
-        finished = {r.data.tags.get(TAG_KEY) for r in tracker.children(exp_id, parent) if r.info.status == "FINISHED"}
-        progress = SweepProgress(len(pending), 0.0, 0)
-        for key in finished:
+            conc = concurrency(spec, opts, int(resources.get("CPU", 1)))
+            tuner = _new_tuner(spec, pending, ctx, root, Path(path).name, conc)
+        progress = SweepProgress(len(todo), 0.0, 0)
+        for key in done:  # finished before the interruption: counted, not re-run
             progress.state[f"done-{key}"] = "done"
         completed = fit_with_progress(tuner, progress, _live(opts))
         return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
     finally:
-        _shutdown_ray(reaper)
+        _shutdown_ray()
+
+
+def _new_tuner(spec: SweepSpec, trials: List[PlannedTrial], ctx: Dict[str, Any], root: Path, name: str,
+               concurrent: int):
+    """A Tuner over ``trials`` (a grid of planned trials), resumable from ``root / name``."""
+    from ray import tune
+
+    return tune.Tuner(
+        _trainable(spec),
+        param_space={"trial": tune.grid_search([t.to_dict() for t in trials]), "ctx": ctx},
+        tune_config=tune.TuneConfig(
+            reuse_actors=True,
+            max_concurrent_trials=concurrent,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(root),
+            failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[ProgressCallback()],
+            verbose=0,
+        ),
+    )
 
 
 def _trial_context(spec: SweepSpec, uri: str, exp_id: str, parent: str, resources) -> Dict[str, Any]:
@@ -446,15 +441,11 @@ def _finish(outcome: SweepOutcome, tracker: Tracker, exp_id: str, parent: str, t
     return outcome
 
 
-def _shutdown_ray(reaper) -> None:
-    try:
-        import ray
+def _shutdown_ray() -> None:
+    import ray
 
-        if ray.is_initialized():
-            ray.shutdown()
-    finally:
-        if reaper is not None:
-            pass  # it exits by itself once this driver is gone, removing what Ray left behind
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def _fmt(value, digits: int = 2) -> str:

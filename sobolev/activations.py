@@ -8,7 +8,7 @@ pass, an :class:`Activation` knows how the paper initialises the ``nn.Linear`` i
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Tuple
 
 import torch
 from torch import nn
@@ -21,6 +21,10 @@ class Activation(nn.Module):
 
     def init_linear(self, linear: nn.Linear, *, first: bool) -> None:  # pragma: no cover - abstract
         """Initialise ``linear`` in place; ``first`` is the layer that reads the (encoded) input."""
+        raise NotImplementedError
+
+    def value_and_derivative(self, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+        """``act(z)`` and ``act'(z)`` element-wise, for forward-mode tangents (``sobolev.jacobian``)."""
         raise NotImplementedError
 
 
@@ -47,6 +51,10 @@ class Sine(Activation):
         with torch.no_grad():
             linear.weight.uniform_(-bound, bound)
 
+    def value_and_derivative(self, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        s = self.w0 * z
+        return torch.sin(s), self.w0 * torch.cos(s)
+
     def extra_repr(self) -> str:
         return f"w0={self.w0}"
 
@@ -59,6 +67,9 @@ class ReLU(Activation):
 
     def init_linear(self, linear: nn.Linear, *, first: bool) -> None:
         nn.init.kaiming_normal_(linear.weight, a=0.0, nonlinearity="relu", mode="fan_in")
+
+    def value_and_derivative(self, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return torch.relu(z), (z > 0).to(z.dtype)
 
 
 @ACTIVATIONS.register("sine")

@@ -69,7 +69,7 @@ def test_overrides_include_exclude_and_extra_axes(tmp_path):
         ("grid.datasets=[nope]", "grid.datasets[0]: image 'nope' not found"),
         ("resources.gpu=-1", "resources.gpu: Input should be greater than or equal to 0"),
         ("exclude=[{model: relu}]", "exclude[0]: unknown axis 'model'"),
-        ("task=nerf", "task: Input should be 'image' or 'audio'"),
+        ("task=video", "task: Input should be 'image', 'audio' or 'nerf'"),
     ],
 )
 def test_bad_specs_name_file_and_key_path(tmp_path, override, message):

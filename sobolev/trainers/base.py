@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from sobolev.errors import ConfigError, TrialDiverged
-from sobolev.jacobian import value_and_input_jacobian
+from sobolev.jacobian import choose_impl, mlp_value_and_jacobian, value_and_input_jacobian
 from sobolev.losses import SUPERVISIONS, sobolev_loss
 
 CHECKPOINT_FORMAT = 1
@@ -133,6 +133,18 @@ class RegressionTrainer:
         if self.train_jacobian is not None:
             self.train_jacobian = self.train_jacobian.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        out_features = self.train_values.shape[1]
+        self.derivative_impl = choose_impl(getattr(config, "derivative_impl", "autograd"), self.model, out_features,
+                                           self.train_coords.shape[1])
+
+    def value_and_jacobian(self, coords: torch.Tensor, create_graph: bool = True):
+        """The network's values and input Jacobian with the chosen implementation (same results)."""
+        if self.derivative_impl == "forward":
+            if create_graph:
+                return mlp_value_and_jacobian(self.model, coords)
+            with torch.no_grad():
+                return mlp_value_and_jacobian(self.model, coords)
+        return value_and_input_jacobian(self.model, coords, create_graph=create_graph)
 
     # -- hooks for subclasses -------------------------------------------------------------
     model: nn.Module
@@ -190,7 +202,7 @@ class RegressionTrainer:
         """Steps 2–3: one full-batch Adam step; returns the losses as floats."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.supervision.uses_derivatives:
-            pred, jac = value_and_input_jacobian(self.model, self.train_coords, create_graph=True)
+            pred, jac = self.value_and_jacobian(self.train_coords, create_graph=True)
         else:
             pred, jac = self.model(self.train_coords), None
         terms = sobolev_loss(
@@ -255,7 +267,7 @@ class RegressionTrainer:
         """Values and input Jacobians in chunks. Shape: ``(N, D) -> (N, C), (N, C, D)``."""
         values, jacs = [], []
         for c in coords.split(self.eval_chunk):
-            v, j = value_and_input_jacobian(self.model, c.to(self.device), create_graph=False)
+            v, j = self.value_and_jacobian(c.to(self.device), create_graph=False)
             values.append(v.cpu())
             jacs.append(j.cpu())
         return torch.cat(values), torch.cat(jacs)

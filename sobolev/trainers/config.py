@@ -10,6 +10,7 @@ from typing import ClassVar, List, Optional
 
 from sobolev.errors import ConfigError
 from sobolev.finite_differences import check_operator
+from sobolev.jacobian import DERIVATIVE_IMPLS
 from sobolev.losses import SUPERVISIONS
 from sobolev.models import MLPConfig
 from sobolev.sampling import Sampling
@@ -49,6 +50,8 @@ class RegressionConfig:
     """Held-out metrics interval in steps; 0: only at the end."""
     device: str = "cpu"
     """``cpu`` or ``cuda``."""
+    derivative_impl: str = "auto"
+    """Network derivative: ``autograd`` (the paper's formulation), ``forward`` (analytic tangents), ``auto``."""
 
     @property
     def sampling(self) -> Sampling:
@@ -74,5 +77,8 @@ class RegressionConfig:
             raise ConfigError(f"lambda_der must be >= 0, got {self.lambda_der!r}")
         if self.log_every < 0 or self.eval_every < 0:
             raise ConfigError("log_every and eval_every must be >= 0")
+        if self.derivative_impl not in DERIVATIVE_IMPLS:
+            raise ConfigError(
+                f"unknown derivative_impl {self.derivative_impl!r}; known: {', '.join(DERIVATIVE_IMPLS)}")
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r}; known: cpu, cuda")

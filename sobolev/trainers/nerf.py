@@ -118,6 +118,10 @@ class NerfTrainer(RegressionTrainer):
     task = "nerf"
     max_factor: ClassVar[int] = 8
 
+    def __init__(self, config: NerfConfig) -> None:
+        super().__init__(config)
+        self.derivative_impl = "autograd"  # the derivative is of the rendered colour, through the renderer
+
     def setup(self) -> None:
         cfg: NerfConfig = self.config
         root = resolve_scene(cfg.scene, cfg.scene_width)
