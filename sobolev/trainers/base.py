@@ -213,6 +213,10 @@ class RegressionTrainer:
             self.train_jacobian if jac is not None else None,
             self.config.lambda_der,
         )
+        return self.optimise(terms)
+
+    def optimise(self, terms) -> Dict[str, float]:
+        """Step 3: stop on a NaN/inf loss, else one Adam step; returns the losses as floats."""
         loss = float(terms.total.detach())
         if not np.isfinite(loss):
             raise TrialDiverged(self.step + 1, loss)

@@ -14,7 +14,6 @@ Algorithm:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Dict, Optional
 
@@ -184,14 +183,7 @@ class NerfTrainer(RegressionTrainer):
         else:
             rgb, jac, target_jac = colour(pixels), None, None
         terms = sobolev_loss(cfg.supervision, rgb, self.train_values[idx], jac, target_jac, cfg.lambda_der)
-        loss = float(terms.total.detach())
-        if not math.isfinite(loss):
-            from sobolev.errors import TrialDiverged
-
-            raise TrialDiverged(self.step + 1, loss)
-        terms.total.backward()
-        self.optimizer.step()
-        return terms.as_floats()
+        return self.optimise(terms)
 
     # -- step 5 ---------------------------------------------------------------------------
     def render_view(self, pose: torch.Tensor, with_jacobian: bool = False) -> Dict[str, torch.Tensor]:
