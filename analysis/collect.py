@@ -33,7 +33,6 @@ class SweepResults:
     experiment_id: str
     tracking_uri: str
     parent_run_ids: List[str] = field(default_factory=list)
-    extra_axes: List[str] = field(default_factory=list)
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -103,7 +102,6 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
         trials = [r for r in trials if r.data.tags.get(PARENT) == parent]
     task = json.loads(exp.tags.get("sobolev.shape", '{"task": "image"}'))["task"]
     rows = []
-    axis_names = set()
     for r in sorted(trials, key=lambda r: r.info.start_time):
         p = r.data.params
         row = {
@@ -118,7 +116,6 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
         for key, value in p.items():
             if key.startswith("axis."):
                 row[key[5:]] = _number(value)
-                axis_names.add(key[5:])
         row["source"] = p.get("image") or p.get("audio") or p.get("scene")
         row["size"] = _number(p.get("size"))
         row.update(r.data.metrics)
@@ -129,14 +126,12 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
         frame["_done"] = frame["status"] == "FINISHED"
         frame = frame.sort_values(["_done", "start_time"]).groupby("trial_key", as_index=False).tail(1)
         frame = frame.drop(columns="_done")
-    extra = sorted(axis_names - set(AXES))
     if spec_trials is not None:
         seen = set(frame["trial_key"]) if not frame.empty else set()
         missing = [{"trial_key": t.key, "status": "MISSING", **t.axes} for t in spec_trials if t.key not in seen]
         if not frame.empty:
             frame = frame[frame["trial_key"].isin({t.key for t in spec_trials})]
         frame = pd.concat([frame, pd.DataFrame(missing)], ignore_index=True) if missing else frame
-        extra = sorted({k for t in spec_trials for k in t.axes} - set(AXES))
     if frame.empty:
         raise ConfigError(f"experiment {name!r} in {uri} has no trial runs")
     for axis in AXES:
@@ -146,5 +141,5 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     frame["sampling"] = [f"ratio {r:g}" if r is not None and not pd.isna(r) else f"factor {int(f)}"
                          for f, r in zip(frame["factor"], frame["ratio"])]
     frame = frame.sort_values(["dataset", "activation", "supervision", "fraction", "seed"], ignore_index=True)
-    return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids, extra)
+    return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids)
 

@@ -9,7 +9,7 @@ LaTeX (booktabs rules, ``\\multicolumn`` headers, no siunitx), and to CSV and Ma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -158,6 +158,3 @@ def to_markdown(table: ResultsTable) -> str:
         rows.append(f"| {r} | " + " | ".join(cells) + " |")
     return "\n".join([f"*{table.caption}*", "", header, rule, *rows]) + "\n"
 
-
-def status_table(frame: pd.DataFrame) -> Dict[str, int]:
-    return frame["status"].value_counts().to_dict()

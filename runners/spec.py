@@ -23,7 +23,6 @@ from sobolev.losses import SUPERVISIONS
 from sobolev.models import parse_model_name
 from sobolev.sampling import Sampling
 
-TASKS = ("image", "audio", "nerf")
 AXIS_KEYS = ("dataset", "activation", "supervision", "factor", "ratio", "seed")
 
 

@@ -15,7 +15,7 @@ Algorithm:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from sobolev.jacobian import value_and_input_jacobian
 from sobolev.losses import sobolev_loss
 from sobolev.metrics import cropped_ssim, psnr
 from sobolev.models import MLPConfig, parse_model_name
-from sobolev.rendering.llff import load_llff
+from sobolev.rendering.llff import load_llff, scene_images_tensor
 from sobolev.rendering.rays import ndc_rays, pixel_rays
 from sobolev.rendering.scenes import resolve_scene
 from sobolev.rendering.volume import render_rays, sample_depths
@@ -115,7 +115,6 @@ def nerf_config(**settings: Any) -> NerfConfig:
 
 class NerfTrainer(RegressionTrainer):
     task = "nerf"
-    max_factor: ClassVar[int] = 8
 
     def __init__(self, config: NerfConfig) -> None:
         super().__init__(config)
@@ -129,7 +128,7 @@ class NerfTrainer(RegressionTrainer):
             raise ConfigError(f"scene {cfg.scene!r}: llffhold {cfg.llffhold} leaves no test or no training view")
         sc = self.scene
         h, w = sc.height, sc.width
-        images = torch.from_numpy(sc.images).permute(0, 3, 1, 2).contiguous()  # (V, 3, H, W) in [0, 1]
+        images = scene_images_tensor(sc)  # (V, 3, H, W) in [0, 1]
         self.images = images
         self.poses = torch.from_numpy(sc.poses)
         self.sampling = cfg.sampling
