@@ -208,10 +208,14 @@ def _options(**kw):
 @click.option("--rerun", is_flag=True, help="Run trials even if MLflow already has them FINISHED.")
 @click.option("--dry-run", is_flag=True, help="Only plan: print the trials and the cost (same as `plan`).")
 @click.option("--resume", "resume_", is_flag=True, help="Continue the interrupted sweep (same as `resume`).")
-def run(spec, overrides, tracking_uri, storage, address, max_concurrent, live, rerun, dry_run, resume_) -> None:
+@click.option("--pack", type=int, default=None, metavar="K",
+              help="Train up to K compatible trials as one batched network (same as --set run.pack=K).")
+def run(spec, overrides, tracking_uri, storage, address, max_concurrent, live, rerun, dry_run, resume_, pack) -> None:
     """Run a sweep on Ray Tune (a local Ray, or --address), every trial in MLflow."""
     from runners import sweep
 
+    if pack is not None:
+        overrides = (*overrides, f"run.pack={pack}")
     opts = _options(overrides=overrides, tracking_uri=tracking_uri, storage=storage, address=address,
                     max_concurrent=max_concurrent, rerun=rerun, live=live)
     if dry_run:
@@ -241,10 +245,13 @@ def resume(spec, overrides, tracking_uri, storage, address, max_concurrent, live
 @click.argument("spec", type=click.Path(dir_okay=False))
 @sweep_options
 @click.option("--max-concurrent", type=int, default=None, help="Concurrency assumed by the estimate.")
-def plan(spec, overrides, tracking_uri, storage, max_concurrent) -> None:
+@click.option("--pack", type=int, default=None, metavar="K", help="As in `run`: show the packs of up to K trials.")
+def plan(spec, overrides, tracking_uri, storage, max_concurrent, pack) -> None:
     """Print a sweep's trials, which are already finished in MLflow, and an estimate of the cost."""
     from runners import sweep
 
+    if pack is not None:
+        overrides = (*overrides, f"run.pack={pack}")
     sweep.show_plan(spec, _options(overrides=overrides, tracking_uri=tracking_uri, storage=storage,
                                    max_concurrent=max_concurrent))
 

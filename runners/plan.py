@@ -241,6 +241,27 @@ def plan_sweep(spec: SweepSpec, spec_path: str) -> SweepPlan:
     return SweepPlan(spec, spec_path, trials, dropped, {n: s for n, s, _ in datasets})
 
 
+def pack_trials(trials: List[PlannedTrial], size: int) -> List[List[PlannedTrial]]:
+    """Trials in packs of at most ``size`` that share a batched network: same task, model, point
+    count, steps, derivative path, device and channels, and all (or none) trained on derivatives.
+
+    The trainable checks the exact shapes again (``sobolev.trainers.packed.split_into_packs``).
+    """
+    from sobolev.losses import SUPERVISIONS
+
+    groups: Dict[str, List[PlannedTrial]] = {}
+    for t in trials:
+        c = t.config
+        key = json.dumps({
+            "task": t.task, "model": c["model"], "points": t.points, "samples": t.samples, "steps": c["steps"],
+            "derivatives": SUPERVISIONS.get(c["supervision"]).uses_derivatives, "impl": c.get("derivative_impl"),
+            "device": c.get("device"), "grayscale": c.get("grayscale"), "factor": c.get("factor"),
+            "ratio": c.get("ratio"),
+        }, sort_keys=True, default=str)
+        groups.setdefault(key, []).append(t)
+    return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+
 def _points(sampling, task: str, total: int, config: Dict[str, Any]) -> int:
     if task == "nerf":
         return int(config["rays"] * config["samples"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from rich.console import Group
 from rich.live import Live
@@ -24,7 +24,7 @@ def _fmt_seconds(s: float) -> str:
 
 
 class SweepProgress:
-    """State of the trials as Tune reports them; rendered by :class:`LiveView`."""
+    """State of the planned trials (by key) as Tune reports them; rendered by :func:`fit_with_progress`."""
 
     def __init__(self, total: int, estimate_seconds: float, skipped: int = 0) -> None:
         self.total = total
@@ -52,8 +52,7 @@ class SweepProgress:
             return max(self.estimate - elapsed, 0.0)
         return elapsed / finished * (self.total - finished)
 
-    def observe(self, trial_id: str, name: str, result: Dict) -> None:
-        self.names[trial_id] = name
+    def observe(self, name: str, result: Dict) -> None:
         psnr = result.get("test_psnr")
         if isinstance(psnr, (int, float)) and math.isfinite(psnr):
             self.latest = float(psnr)
@@ -109,30 +108,46 @@ class _Sink:
             console.print(cls.progress.line())
 
 
-def _name_of(trial) -> str:
-    return trial.config.get("trial", {}).get("name", trial.trial_id)
+def _members(trial) -> List[Dict]:
+    return trial.config.get("pack", [])
+
+
+def _keys(result: Dict, field: str) -> List[str]:
+    return [k for k in str(result.get(field, "") or "").split(",") if k]
 
 
 class ProgressCallback(Callback):
-    """Feeds the driver's :class:`SweepProgress` from Tune's trial events."""
+    """Feeds the driver's :class:`SweepProgress` from Tune's trial events.
+
+    A Tune trial is a pack of planned trials; the progress counts planned trials (by key).
+    """
+
+    @staticmethod
+    def _set(trial, state: str, only_from: tuple = ("running",)) -> None:
+        for m in _members(trial):
+            if _Sink.progress.state.get(m["key"]) in only_from:
+                _Sink.progress.state[m["key"]] = state
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if _Sink.progress is not None:
-            _Sink.progress.state[trial.trial_id] = "running"
-            _Sink.progress.names[trial.trial_id] = _name_of(trial)
+            for m in _members(trial):
+                _Sink.progress.names[m["key"]] = m["name"]
+            self._set(trial, "running", (None, "running", "failed"))
             _Sink.refresh()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if _Sink.progress is not None:
-            _Sink.progress.observe(trial.trial_id, _name_of(trial), result)
-            if result.get("diverged"):
-                _Sink.progress.state[trial.trial_id] = "failed"
+            name = result.get("best_trial") or (_members(trial) or [{"name": trial.trial_id}])[0]["name"]
+            _Sink.progress.observe(name, result)
+            for key in _keys(result, "finished_keys"):
+                _Sink.progress.state[key] = "done"
+            for key in _keys(result, "failed_keys"):
+                _Sink.progress.state[key] = "failed"
             _Sink.refresh()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if _Sink.progress is not None:
-            if _Sink.progress.state.get(trial.trial_id) != "failed":
-                _Sink.progress.state[trial.trial_id] = "done"
+            self._set(trial, "done")
             _Sink.refresh(event=True)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
@@ -142,7 +157,7 @@ class ProgressCallback(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if _Sink.progress is not None:
-            _Sink.progress.state[trial.trial_id] = "failed"
+            self._set(trial, "failed")
             _Sink.refresh(event=True)
 
 

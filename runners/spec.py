@@ -110,6 +110,10 @@ class RunSettings(Strict):
     report_every: int = Field(50, ge=1, description="Report metrics to Tune and MLflow every N steps.")
     checkpoint_every: int = Field(200, ge=1, description="Checkpoint every N steps.")
     max_failures: int = Field(2, ge=0, description="Retries of a failing trial, from its last checkpoint.")
+    pack: int = Field(
+        1, ge=1, le=1024,
+        description="Train up to K trials of one architecture and point count as one batched network (image, audio).",
+    )
     fail_once_at_step: Optional[int] = Field(
         None, ge=1, description="Fault injection for tests: each trial raises once when it reaches this step."
     )
@@ -127,6 +131,13 @@ class SweepSpec(Strict):
     run: RunSettings = Field(default_factory=RunSettings)
     include: List[Dict[str, Any]] = Field(default_factory=list, description="Keep only combinations matching one.")
     exclude: List[Dict[str, Any]] = Field(default_factory=list, description="Drop combinations matching one.")
+
+    @model_validator(mode="after")
+    def _pack_needs_regression(self) -> "SweepSpec":
+        if self.run.pack > 1 and self.task == "nerf":
+            raise ValueError(f"run.pack: packing supports tasks image and audio, not nerf (got pack={self.run.pack}); "
+                             "set run.pack=1")
+        return self
 
     @model_validator(mode="after")
     def _filters_name_axes(self) -> "SweepSpec":

@@ -17,6 +17,7 @@ and the same parent run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -31,7 +32,7 @@ import yaml
 from rich.table import Table
 
 from runners.console import console, out
-from runners.plan import PlannedTrial, SweepPlan, estimate_seconds, plan_sweep
+from runners.plan import PlannedTrial, SweepPlan, estimate_seconds, pack_trials, plan_sweep
 from runners.progress import ProgressCallback, SweepProgress, fit_with_progress
 from runners.spec import SpecError, SweepSpec, load_spec
 from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, resolve_tracking_uri, store_exists
@@ -148,6 +149,10 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
     out.print(table)
     if len(plan.trials) > 60:
         out.print(f"… and {len(plan.trials) - 40} more trials")
+    if spec.run.pack > 1:
+        packs = pack_trials([t for t in plan.trials if t.key not in finished], spec.run.pack)
+        out.print(f"packed (run.pack={spec.run.pack}): {todo} trials as {len(packs)} batched Tune trials "
+                  f"of sizes {', '.join(str(n) for n in sorted({len(p) for p in packs}, reverse=True))}", soft_wrap=True)
     out.print(
         f"{len(plan.trials)} trials ({plan.dropped} dropped by include/exclude), "
         f"{len(plan.trials) - todo} already FINISHED in {uri}, {todo} to run.\n"
@@ -235,12 +240,20 @@ def _trainable(spec: SweepSpec):
     return tune.with_resources(sobolev_trial, resources)
 
 
+def pack_name(members: List[Dict[str, Any]]) -> str:
+    """A Tune trial's name: its one member's name, or the first member's and how many more."""
+    return members[0]["name"] + (f" +{len(members) - 1}" if len(members) > 1 else "")
+
+
 def _trial_name(trial) -> str:
-    return trial.config["trial"]["name"]
+    return pack_name(trial.config["pack"])
 
 
 def _trial_dirname(trial) -> str:
-    return trial.config["trial"]["key"]
+    keys = [m["key"] for m in trial.config["pack"]]
+    if len(keys) == 1:
+        return keys[0]
+    return "pack-" + hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]
 
 
 def _live(opts: SweepOptions) -> bool:
@@ -337,7 +350,7 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
             tuner = _new_tuner(spec, pending, ctx, root, Path(path).name, conc)
         progress = SweepProgress(len(todo), 0.0, 0)
         for key in done:  # finished before the interruption: counted, not re-run
-            progress.state[f"done-{key}"] = "done"
+            progress.state[key] = "done"
         completed = fit_with_progress(tuner, progress, _live(opts))
         return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
     finally:
@@ -346,12 +359,15 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
 
 def _new_tuner(spec: SweepSpec, trials: List[PlannedTrial], ctx: Dict[str, Any], root: Path, name: str,
                concurrent: int):
-    """A Tuner over ``trials`` (a grid of planned trials), resumable from ``root / name``."""
+    """A Tuner over ``trials`` (a grid of packs of planned trials, ``run.pack`` each), resumable from ``root / name``."""
     from ray import tune
 
     return tune.Tuner(
         _trainable(spec),
-        param_space={"trial": tune.grid_search([t.to_dict() for t in trials]), "ctx": ctx},
+        param_space={
+            "pack": tune.grid_search([[t.to_dict() for t in pack] for pack in pack_trials(trials, spec.run.pack)]),
+            "ctx": ctx,
+        },
         tune_config=tune.TuneConfig(
             reuse_actors=True,
             max_concurrent_trials=concurrent,
@@ -390,9 +406,8 @@ def _tune_errors(tuner) -> Dict[str, str]:
         return errors
     for result in grid:
         if result.error is not None:
-            key = (result.config or {}).get("trial", {}).get("key")
-            if key:
-                errors[key] = str(result.error).strip().splitlines()[-1][:500]
+            for member in (result.config or {}).get("pack", []):
+                errors[member["key"]] = str(result.error).strip().splitlines()[-1][:500]
     return errors
 
 

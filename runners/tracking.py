@@ -32,7 +32,13 @@ TAG_KIND = "sobolev.kind"
 TAG_KEY = "sobolev.trial_key"
 TAG_SHAPE = "sobolev.shape"
 TAG_FAILURE = "sobolev.failure"
+TAG_DIVERGED = "sobolev.diverged"
 PARENT = "mlflow.parentRunId"
+
+
+def diverged(run) -> bool:
+    """A run that ended FAILED because its loss diverged: deterministic, never trained again."""
+    return run.info.status == "FAILED" and run.data.tags.get(TAG_DIVERGED) == "true"
 
 
 def resolve_tracking_uri(uri: Optional[str], cwd: Optional[Path] = None) -> str:
@@ -178,7 +184,7 @@ class Tracker:
         """The trial's child run: reopened if this parent already has it, else created."""
         existing = self.find_child(exp_id, parent_id, key)
         if existing is not None:
-            if existing.info.status != "FINISHED":
+            if existing.info.status != "FINISHED" and not diverged(existing):
                 self.client.update_run(existing.info.run_id, status="RUNNING")
             return existing
         run = self.client.create_run(

@@ -1,13 +1,18 @@
-"""One sweep trial inside Ray Tune: the shared trainer, reporting through its callback hook.
+"""One sweep trial inside Ray Tune: a pack of K planned trials (K = ``run.pack``, 1 by default),
+trained by the shared trainers, reporting through their callback hook.
 
-Algorithm (per trial, on whichever node Ray places it):
-  1. Open the trial's MLflow child run — or reopen it after a retry or ``resume``; a run this
-     parent already FINISHED is not trained again (idempotent after a driver crash).
-  2. Build the trainer from the planned config; restore it from ``tune.get_checkpoint()``.
-  3. Every ``report_every`` steps: ``tune.report(metrics)`` and one batched MLflow request;
-     every ``checkpoint_every`` steps also a checkpoint (model, optimiser, step).
-  4. At the end: final metrics, artifacts (pictures, config YAML), run FINISHED.  A diverging
-     trial ends FAILED with its reason and is not retried (divergence is deterministic).
+Algorithm (per Tune trial, on whichever node Ray places it):
+  1. Open every member's MLflow child run — or reopen it after a retry or ``resume``; a run this
+     parent already FINISHED (or FAILED by divergence) is not trained again.
+  2. Build the members' trainers from their planned configs; restore each from its file in
+     ``tune.get_checkpoint()``; group them by architecture and point count
+     (``sobolev.trainers.packed``) and train each group as one batched network.
+  3. Every ``report_every`` steps: one ``tune.report`` for the pack and one batched MLflow
+     request per member; every ``checkpoint_every`` steps also a checkpoint (one file per member:
+     model, optimiser, step).
+  4. When a member ends: its final metrics, artifacts (pictures, config YAML), run FINISHED.  A
+     diverging member ends FAILED with its reason and is not retried (divergence is
+     deterministic); the rest of its pack trains on.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, Dict, List
 import yaml
 
 from runners.plan import PlannedTrial
-from runners.tracking import TAG_FAILURE, Tracker
+from runners.tracking import TAG_DIVERGED, TAG_FAILURE, Tracker, diverged
 
 CHECKPOINT_FILE = "trainer.pt"
 FAILURE_MARKER = "injected_failure_done"
@@ -60,87 +65,151 @@ def sobolev_trial(config: Dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from sobolev.errors import TrialDiverged
-    from sobolev.trainers import load_checkpoint, save_checkpoint
-    from sobolev.visualize import save_artifacts
-
     ctx = config["ctx"]
-    trial = PlannedTrial.from_dict(config["trial"])
     torch.set_num_threads(max(1, int(ctx.get("cpus", 1))))
-    tracker = Tracker(ctx["tracking_uri"])
-
-    # 1. the child run
-    run = tracker.open_child(
-        ctx["experiment_id"], ctx["parent_run_id"], trial.key, trial.name, trial_params(trial),
-        {"sobolev.node": socket.gethostname(), "sobolev.node_ip": _node_ip()},
-    )
-    run_id = run.info.run_id
-    if run.info.status == "FINISHED":
-        tune.report({**run.data.metrics, "mlflow_run_id": run_id, "already_finished": 1})
+    pack = TrialPack([PlannedTrial.from_dict(d) for d in config["pack"]], ctx, Tracker(ctx["tracking_uri"]))
+    if not pack.open_runs():
+        tune.report({**pack.summary(), "already_finished": 1})
         return
-    tracker.set_tags(run_id, {"sobolev.node": socket.gethostname(), "sobolev.node_ip": _node_ip()})
-
-    # 2. trainer, restored from Tune's checkpoint when this is a retry or a resume
-    trainer = trial.build_config().setup()
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            trainer.load_state_dict(load_checkpoint(Path(d) / CHECKPOINT_FILE))
-        tracker.set_tags(run_id, {"sobolev.restored_from_step": trainer.step})
-    metrics_log = BatchedMetrics(tracker, run_id, tracker.last_logged_step(run_id))
-    last = {"report": trainer.step, "checkpoint": trainer.step}
-    fail_at = ctx.get("fail_once_at_step")
+    pack.build(tune.get_checkpoint())
     trial_dir = Path(tune.get_context().get_trial_dir() or tempfile.gettempdir())
-
-    # 3. report / checkpoint through the trainer's callback hook
-    def on_progress(progress) -> None:
-        metrics_log.add(progress.metrics)
-        if progress.final:
-            return
-        if fail_at and progress.step >= fail_at and not (trial_dir / FAILURE_MARKER).exists():
-            (trial_dir / FAILURE_MARKER).write_text(str(progress.step))
-            metrics_log.flush()
-            raise InjectedFailure(f"injected failure at step {progress.step}")
-        if progress.step - last["report"] < ctx["report_every"]:
-            return
-        last["report"] = progress.step
-        metrics_log.flush()
-        report = {k: v for k, v in progress.metrics.items() if k != "step"}
-        report.update(step=progress.step, mlflow_run_id=run_id)
-        if progress.step - last["checkpoint"] >= ctx["checkpoint_every"]:
-            last["checkpoint"] = progress.step
-            with tempfile.TemporaryDirectory() as d:
-                save_checkpoint(progress.state_dict(), Path(d) / CHECKPOINT_FILE)
-                tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
-        else:
-            tune.report(report)
-
     try:
-        result = trainer.fit(on_progress)
-    except TrialDiverged as exc:
-        # 4b. deterministic failure: record the reason, end FAILED, do not retry
-        metrics_log.flush()
-        tracker.set_tags(run_id, {TAG_FAILURE: str(exc)})
-        tracker.finish(run_id, "FAILED")
-        tune.report({"diverged": 1, "failure": str(exc), "mlflow_run_id": run_id, "step": exc.step})
-        return
+        pack.fit(trial_dir)
     except BaseException:
-        metrics_log.flush()  # the run stays RUNNING: Tune retries it from the last checkpoint
+        pack.flush()  # the runs stay RUNNING: Tune retries the pack from its last checkpoint
         raise
+    tune.report(pack.summary())
 
-    # 4. final metrics and artifacts
-    metrics_log.flush()
-    final = {**result.metrics, "train_seconds": result.train_seconds, "steps_per_second": result.steps_per_second}
-    tracker.log_metrics(run_id, [{"step": result.steps, **final}], int(time.time() * 1000))
-    with tempfile.TemporaryDirectory() as d:
-        save_artifacts(result, Path(d))
-        (Path(d) / "config.yaml").write_text(
-            yaml.safe_dump({"trial_key": trial.key, "task": trial.task, "axes": trial.axes, "config": trial.config},
-                           sort_keys=False)
-        )
-        tracker.client.log_artifacts(run_id, d)
-    tracker.finish(run_id, "FINISHED")
-    tune.report({**final, "step": result.steps, "mlflow_run_id": run_id})
+
+class TrialPack:
+    """The members of one Tune trial: their child runs, trainers, metric buffers and reports."""
+
+    def __init__(self, members: List[PlannedTrial], ctx: Dict[str, Any], tracker: Tracker) -> None:
+        self.members, self.ctx, self.tracker = members, ctx, tracker
+        self.run_ids: Dict[str, str] = {}
+        self.finished: List[str] = []
+        self.failed: List[str] = []
+        self.todo: List[PlannedTrial] = []
+        self.trainers: List[Any] = []
+        self.logs: List[BatchedMetrics] = []
+        self.best: Dict[str, Any] = {}
+        self.step = 0
+        self.last = {"report": 0, "checkpoint": 0}
+
+    # 1. child runs
+    def open_runs(self) -> int:
+        """Open every member's run; returns how many still need training."""
+        node = {"sobolev.node": socket.gethostname(), "sobolev.node_ip": _node_ip()}
+        for t in self.members:
+            run = self.tracker.open_child(self.ctx["experiment_id"], self.ctx["parent_run_id"], t.key, t.name,
+                                          trial_params(t), node)
+            self.run_ids[t.key] = run.info.run_id
+            if run.info.status == "FINISHED":
+                self.finished.append(t.key)
+                self._observe(t, run.data.metrics)
+            elif diverged(run):
+                self.failed.append(t.key)
+            else:
+                self.tracker.set_tags(run.info.run_id, {**node, "sobolev.pack_size": len(self.members)})
+                self.todo.append(t)
+        return len(self.todo)
+
+    # 2. trainers, restored from Tune's checkpoint when this is a retry or a resume
+    def build(self, checkpoint) -> None:
+        from sobolev.trainers import load_checkpoint
+
+        self.trainers = [t.build_config().setup() for t in self.todo]
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                for t, trainer in zip(self.todo, self.trainers):
+                    path = Path(d) / f"{t.key}.pt"
+                    if path.exists():
+                        trainer.load_state_dict(load_checkpoint(path))
+                        self.tracker.set_tags(self.run_ids[t.key], {"sobolev.restored_from_step": trainer.step})
+        self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], self.tracker.last_logged_step(self.run_ids[t.key]))
+                     for t in self.todo]
+        self.step = self.last["report"] = self.last["checkpoint"] = min(tr.step for tr in self.trainers)
+
+    def fit(self, trial_dir: Path) -> None:
+        from sobolev.trainers.packed import PackedTrainer, split_into_packs
+
+        for group in split_into_packs(self.trainers):
+            trainer = PackedTrainer([self.trainers[i] for i in group])
+            trainer.fit(lambda events, g=group: self.on_progress(g, events, trial_dir),
+                        lambda j, outcome, g=group: self.on_end(g[j], outcome))
+
+    # 3. report / checkpoint through the trainers' callback hook
+    def on_progress(self, group: List[int], events, trial_dir: Path) -> None:
+        from ray import tune
+
+        from sobolev.trainers import save_checkpoint
+
+        for ev in events:
+            self.logs[group[ev.index]].add(ev.progress.metrics)
+        if all(ev.progress.final for ev in events):
+            return
+        self.step = max(ev.progress.step for ev in events)
+        fail_at = self.ctx.get("fail_once_at_step")
+        if fail_at and self.step >= fail_at and not (trial_dir / FAILURE_MARKER).exists():
+            (trial_dir / FAILURE_MARKER).write_text(str(self.step))
+            self.flush()
+            raise InjectedFailure(f"injected failure at step {self.step}")
+        if self.step - self.last["report"] < self.ctx["report_every"]:
+            return
+        self.last["report"] = self.step
+        self.flush()
+        report = {**self.summary(), **{k: v for k, v in events[0].progress.metrics.items() if k != "step"}}
+        if self.step - self.last["checkpoint"] < self.ctx["checkpoint_every"]:
+            tune.report(report)
+            return
+        self.last["checkpoint"] = self.step
+        with tempfile.TemporaryDirectory() as d:
+            for t, trainer in zip(self.todo, self.trainers):
+                if t.key not in self.finished and t.key not in self.failed:
+                    save_checkpoint(trainer.state_dict(), Path(d) / f"{t.key}.pt")
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+
+    # 4. a member ends: FINISHED with artifacts, or FAILED by divergence (not retried)
+    def on_end(self, index: int, outcome) -> None:
+        from sobolev.errors import TrialDiverged
+        from sobolev.visualize import save_artifacts
+
+        t, log = self.todo[index], self.logs[index]
+        run_id = self.run_ids[t.key]
+        log.flush()
+        if isinstance(outcome, TrialDiverged):
+            self.tracker.set_tags(run_id, {TAG_FAILURE: str(outcome), TAG_DIVERGED: "true"})
+            self.tracker.finish(run_id, "FAILED")
+            self.failed.append(t.key)
+            return
+        final = {**outcome.metrics, "train_seconds": outcome.train_seconds,
+                 "steps_per_second": outcome.steps_per_second}
+        self.tracker.log_metrics(run_id, [{"step": outcome.steps, **final}], int(time.time() * 1000))
+        with tempfile.TemporaryDirectory() as d:
+            save_artifacts(outcome, Path(d))
+            (Path(d) / "config.yaml").write_text(
+                yaml.safe_dump({"trial_key": t.key, "task": t.task, "axes": t.axes, "config": t.config},
+                               sort_keys=False)
+            )
+            self.tracker.client.log_artifacts(run_id, d)
+        self.tracker.finish(run_id, "FINISHED")
+        self.finished.append(t.key)
+        self._observe(t, final)
+
+    def flush(self) -> None:
+        for log in self.logs:
+            log.flush()
+
+    def _observe(self, trial: PlannedTrial, metrics: Dict[str, Any]) -> None:
+        psnr = metrics.get("test_psnr")
+        if isinstance(psnr, (int, float)) and (not self.best or psnr > self.best["test_psnr"]):
+            self.best = {"test_psnr": float(psnr), "best_trial": trial.name}
+
+    def summary(self) -> Dict[str, Any]:
+        """The pack's report to Tune: which members ended how (read by the live view), the best PSNR."""
+        return {"step": self.step, "members": len(self.members), "finished": len(self.finished),
+                "failed": len(self.failed), "finished_keys": ",".join(self.finished),
+                "failed_keys": ",".join(self.failed), **self.best}
 
 
 def _node_ip() -> str:

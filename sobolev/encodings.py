@@ -39,16 +39,19 @@ def positional_encoding(x: torch.Tensor, num_frequencies: int, base: float = mat
     paper's code).  ``b = π`` for the image/audio ``relu_pe`` models; TinyNeRF uses ``b = 1``.
 
     Shape:
-        - x: ``(N, d)``
-        - output: ``(N, d + 2 d L)``
+        - x: ``(*, N, d)``
+        - output: ``(*, N, d + 2 d L)``
     """
-    if x.ndim != 2:
+    if x.ndim < 2:
         raise ValueError(f"positional_encoding expects (N, d) coordinates, got shape {tuple(x.shape)}")
-    n, d = x.shape
-    freqs = (2.0 ** torch.arange(num_frequencies, dtype=x.dtype, device=x.device)) * base
-    angles = x[:, None, :] * freqs[None, :, None]  # (N, L, d)
-    pairs = torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1)  # (N, L, d, 2)
-    return torch.cat((x, pairs.reshape(n, -1)), dim=1)
+    angles = x.unsqueeze(-2) * frequencies(num_frequencies, base, x)[:, None]  # (*, N, L, d)
+    pairs = torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1)  # (*, N, L, d, 2)
+    return torch.cat((x, pairs.flatten(-3)), dim=-1)
+
+
+def frequencies(num_frequencies: int, base: float, like: torch.Tensor) -> torch.Tensor:
+    """``2^i · b`` for ``i < L``, in ``like``'s dtype and device. Shape: ``(L,)``."""
+    return (2.0 ** torch.arange(num_frequencies, dtype=like.dtype, device=like.device)) * base
 
 
 class PositionalEncoding(nn.Module):

@@ -26,25 +26,25 @@ def value_and_input_jacobian(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``fn(coords)`` and ``∂fn_c/∂coords_d`` at every point.
 
-    Each output depends only on its own input point, so the gradient of the channel sum over
-    points is the per-point Jacobian row.
+    Each output depends only on its own input point (and network, for K stacked networks), so
+    the gradient of the channel sum over points is the per-point Jacobian row.
 
     Shape:
-        - coords: ``(N, D)``
-        - values: ``(N, C)``
-        - jacobian: ``(N, C, D)``
+        - coords: ``(*, N, D)``
+        - values: ``(*, N, C)``
+        - jacobian: ``(*, N, C, D)``
     """
     coords = coords.detach().requires_grad_(True)
     with torch.enable_grad():
         values = fn(coords)
-        channels = values.shape[1]
+        channels = values.shape[-1]
         rows = [
             torch.autograd.grad(
-                values[:, c].sum(), coords, create_graph=create_graph, retain_graph=create_graph or c < channels - 1
+                values[..., c].sum(), coords, create_graph=create_graph, retain_graph=create_graph or c < channels - 1
             )[0]
             for c in range(channels)
         ]
-    jacobian = torch.stack(rows, dim=1)
+    jacobian = torch.stack(rows, dim=-2)
     if not create_graph:
         values, jacobian = values.detach(), jacobian.detach()
     return values, jacobian
@@ -53,48 +53,53 @@ def value_and_input_jacobian(
 DERIVATIVE_IMPLS = ["auto", "autograd", "forward"]
 
 
-def mlp_value_and_jacobian(model, coords: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def mlp_value_and_jacobian(model, coords: torch.Tensor, tensors=None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Forward-mode values and input Jacobian of a :class:`~sobolev.models.CoordinateMLP`.
 
+    ``tensors`` (:class:`~sobolev.models.MLPTensors`) replaces the model's own parameters, e.g.
+    by K stacked networks of the same architecture, which adds a leading K axis everywhere.
     Differentiable with respect to the parameters (plain torch ops), and valid under
     ``torch.no_grad()``.
 
     Shape:
-        - coords: ``(N, D)``
-        - values: ``(N, C)``
-        - jacobian: ``(N, C, D)``
+        - coords: ``(N, D)`` / ``(K, N, D)``
+        - values: ``(N, C)`` / ``(K, N, C)``
+        - jacobian: ``(N, C, D)`` / ``(K, N, C, D)``
     """
-    from sobolev.encodings import PositionalEncoding
-    from sobolev.models import AffineCoordinates
+    from sobolev.encodings import PositionalEncoding, frequencies
+    from sobolev.models import affine
 
-    n, d = coords.shape
-    scale = model.coordinates.scale if isinstance(model.coordinates, AffineCoordinates) else coords.new_ones(d)
-    h = model.coordinates(coords)
-    eye = torch.diag(scale.to(coords.dtype))  # ∂(normalised x)/∂(raw x): (D, D)
+    tensors = model.tensors() if tensors is None else tensors
+    d = coords.shape[-1]
+    scale = tensors.scale.to(coords.dtype)
+    # 1. normalised coordinates; their tangent along raw x_k is scale_k · e_k: diag(scale), (*, D, D)
+    h = coords * scale.unsqueeze(-2) + tensors.shift.unsqueeze(-2)
+    eye = torch.diag_embed(scale)
     enc = model.encoding
     if isinstance(enc, PositionalEncoding):
-        freqs = (2.0 ** torch.arange(enc.num_frequencies, dtype=h.dtype, device=h.device)) * enc.base
-        angles = h[:, None, :] * freqs[None, :, None]  # (N, L, D)
+        # 2. encoding [x, sin a, cos a], a_ij = f_i x_j: tangent of x_k is
+        #    [e_k s_k, (cos a_ij, -sin a_ij) · f_i · s_k · [j = k]]
+        freqs = frequencies(enc.num_frequencies, enc.base, h)[:, None]  # (L, 1)
+        angles = h.unsqueeze(-2) * freqs  # (*, N, L, D)
         sin, cos = torch.sin(angles), torch.cos(angles)
-        h = torch.cat((h, torch.stack((sin, cos), dim=-1).reshape(n, -1)), dim=1)
-        # tangent of input dimension k: [e_k·s_k, (cos a_{ij}, −sin a_{ij}) · f_i · s_k · [j = k]]
+        h = torch.cat((h, torch.stack((sin, cos), dim=-1).flatten(-3)), dim=-1)
         tangents = []
         for k in range(d):
-            onehot = eye[k]  # (D,)
-            dsin = cos * freqs[None, :, None] * onehot[None, None, :]
-            dcos = -sin * freqs[None, :, None] * onehot[None, None, :]
-            pe = torch.stack((dsin, dcos), dim=-1).reshape(n, -1)
-            tangents.append(torch.cat((onehot.expand(n, d), pe), dim=1))
-        t = torch.stack(tangents)  # (D, N, F)
+            onehot = eye[..., k, :].unsqueeze(-2).unsqueeze(-2)  # (*, 1, 1, D)
+            pe = torch.stack((cos * freqs * onehot, -sin * freqs * onehot), dim=-1).flatten(-3)
+            tangents.append(torch.cat((onehot[..., 0, :, :].expand(*h.shape[:-1], d), pe), dim=-1))
+        t = torch.stack(tangents)  # (D, *, N, F)
     else:
-        t = eye[:, None, :]  # (D, 1, D): the same for every point, so the first layer is a broadcast
-    for linear, act in zip(model.linears, model.activations):
-        z = torch.nn.functional.linear(h, linear.weight, linear.bias)
-        tz = t @ linear.weight.T  # (D, N, W): ∂z/∂x_k = W ∂h/∂x_k
+        t = eye.movedim(-2, 0).unsqueeze(-2)  # (D, *, 1, D): the same for every point, a broadcast
+    # 3. every layer: z = W h + b, ∂z/∂x_k = W ∂h/∂x_k;  h' = act(z), ∂h'/∂x_k = act'(z) ⊙ ∂z/∂x_k
+    for (weight, bias), act in zip(tensors.linears, model.activations):
+        z = affine(h, weight, bias)
+        tz = t @ weight.mT
         h, dh = act.value_and_derivative(z)
-        t = dh[None] * tz  # ∂h'/∂x_k = act'(z) ⊙ ∂z/∂x_k
-    values = model.output(h)
-    jacobian = (t @ model.output.weight.T).permute(1, 2, 0)  # (N, C, D)
+        t = dh * tz
+    # 4. linear output layer
+    values = affine(h, *tensors.output)
+    jacobian = (t @ tensors.output[0].mT).movedim(0, -1)  # (*, N, C, D)
     return values, jacobian
 
 

@@ -18,21 +18,24 @@ from sobolev.registry import Registry
 
 
 def value_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over points and channels.
+    """Mean squared error over points and channels (per network of a pack: leading ``K`` axis).
 
     Shape:
-        - pred, target: ``(N, C)``
+        - pred, target: ``(N, C)`` / ``(K, N, C)``
+        - output: ``()`` / ``(K,)``
     """
-    return torch.mean((pred - target) ** 2)
+    sq = (pred - target) ** 2
+    return torch.mean(sq) if sq.ndim == 2 else torch.mean(sq, dim=(-2, -1))
 
 
 def derivative_loss(pred_jac: torch.Tensor, target_jac: torch.Tensor) -> torch.Tensor:
     """Mean over points of the summed squared error of all derivative components.
 
     Shape:
-        - pred_jac, target_jac: ``(N, C, D)``
+        - pred_jac, target_jac: ``(N, C, D)`` / ``(K, N, C, D)``
+        - output: ``()`` / ``(K,)``
     """
-    return torch.mean(torch.sum((pred_jac - target_jac) ** 2, dim=(1, 2)))
+    return torch.mean(torch.sum((pred_jac - target_jac) ** 2, dim=(-2, -1)), dim=-1)
 
 
 @dataclass

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+import torch.nn.functional as F
+
 import torch
 from torch import nn
 
@@ -94,6 +96,59 @@ class MLPConfig:
         )
 
 
+Affine = Tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class MLPTensors:
+    """The tensors of one :class:`CoordinateMLP`, or of K of them stacked along a leading axis.
+
+    The functional form lets one piece of code run a single network or a pack of K networks
+    of the same architecture (``sobolev.trainers.packed``) as batched matrix products.
+
+    Shape (one network / K stacked):
+        - linears, output: weight ``(out, in)`` / ``(K, out, in)``, bias ``(out,)`` / ``(K, out)``
+        - scale, shift: ``(D,)`` / ``(K, D)``, the raw → network coordinate map
+    """
+
+    linears: List[Affine]
+    output: Affine
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    @property
+    def packed(self) -> bool:
+        return self.output[0].ndim == 3
+
+
+def affine(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``h W^T + b`` for one network (``F.linear``) or K stacked ones (``baddbmm``).
+
+    Shape:
+        - h: ``(N, in)`` / ``(K, N, in)``
+        - output: ``(N, out)`` / ``(K, N, out)``
+    """
+    if weight.ndim == 2:
+        return F.linear(h, weight, bias)
+    return torch.baddbmm(bias.unsqueeze(-2), h, weight.mT)
+
+
+def stack_tensors(models: Sequence["CoordinateMLP"]) -> MLPTensors:
+    """K networks' tensors stacked (``torch.stack`` keeps every network's own parameters as leaves,
+    so gradients flow back to each network and each keeps its own optimiser)."""
+    each = [m.tensors() for m in models]
+
+    def stack(pairs: Sequence[Affine]) -> Affine:
+        return torch.stack([w for w, _ in pairs]), torch.stack([b for _, b in pairs])
+
+    return MLPTensors(
+        linears=[stack([t.linears[i] for t in each]) for i in range(len(each[0].linears))],
+        output=stack([t.output for t in each]),
+        scale=torch.stack([t.scale for t in each]),
+        shift=torch.stack([t.shift for t in each]),
+    )
+
+
 class CoordinateMLP(nn.Module):
     """``Linear(in,256)+act, hidden_layers × [Linear(256,256)+act], Linear(256,out)``.
 
@@ -133,3 +188,26 @@ class CoordinateMLP(nn.Module):
         for linear, act in zip(self.linears, self.activations):
             h = act(linear(h))
         return self.output(h)
+
+    def tensors(self) -> MLPTensors:
+        """This network's parameters (and coordinate map) in functional form."""
+        if isinstance(self.coordinates, AffineCoordinates):
+            scale, shift = self.coordinates.scale, self.coordinates.shift
+        else:
+            d = self.linears[0].in_features if isinstance(self.encoding, nn.Identity) else self.encoding.in_features
+            scale = torch.ones(d, device=self.output.weight.device)
+            shift = torch.zeros(d, device=self.output.weight.device)
+        return MLPTensors([(lin.weight, lin.bias) for lin in self.linears], (self.output.weight, self.output.bias),
+                          scale, shift)
+
+    def forward_with(self, tensors: MLPTensors, coords: torch.Tensor) -> torch.Tensor:
+        """The forward pass with ``tensors`` in place of this network's own (e.g. K stacked networks).
+
+        Shape:
+            - coords: ``(N, D)`` / ``(K, N, D)``
+            - output: ``(N, C)`` / ``(K, N, C)``
+        """
+        h = self.encoding(coords * tensors.scale.unsqueeze(-2) + tensors.shift.unsqueeze(-2))
+        for (w, b), act in zip(tensors.linears, self.activations):
+            h = act(affine(h, w, b))
+        return affine(h, *tensors.output)

@@ -201,3 +201,33 @@ def test_nerf_sweep_on_the_builtin_scene(tmp_path):
     c = client(sqlite_uri(tmp_path))
     for run in kids:
         assert {"views.png", "depth.png", "flythrough.gif", "config.yaml"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
+
+
+def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path):
+    """--pack 4: two packs of two (val / val_der); one member diverges, every pack fails once at step 25
+    and resumes from its step-20 checkpoint; each trial still gets its own run and its solo result."""
+    from runners.plan import plan_sweep
+    from runners.spec import load_spec
+
+    path = write_spec(tmp_path, grid__activations=["relu"], grid__extra={"lr": [1e-4, 1e9]},
+                      run__fail_once_at_step=25)
+    proc = cli("run", str(path), "--pack", "4", "--no-live", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "2 finished, 2 failed" in proc.stdout
+    uri = sqlite_uri(tmp_path)
+    kids = {r.data.tags["sobolev.trial_key"]: r for r in children(runs(uri, "tiny"))}
+    c = client(uri)
+    plan = plan_sweep(load_spec(path), str(path))
+    assert sorted(kids) == sorted(t.key for t in plan.trials)
+    for trial in plan.trials:
+        run = kids[trial.key]
+        assert run.data.tags["sobolev.pack_size"] == "2"
+        if trial.axes["lr"] > 1:
+            assert run.info.status == "FAILED" and "diverged at step" in run.data.tags["sobolev.failure"]
+            continue
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["sobolev.restored_from_step"] == "20"
+        assert sorted(m.step for m in c.get_metric_history(run.info.run_id, "loss")) == [10, 20, 30, 40]
+        assert {a.path for a in c.list_artifacts(run.info.run_id)} == ARTIFACTS
+        alone = trial.build_config().setup().fit()
+        assert run.data.metrics["test_psnr"] == pytest.approx(alone.metrics["test_psnr"], abs=1e-3)

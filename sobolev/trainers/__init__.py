@@ -9,15 +9,19 @@ from sobolev.trainers.base import (
     save_checkpoint,
 )
 from sobolev.trainers.image import ImageRegressionConfig, ImageRegressionTrainer
+from sobolev.trainers.packed import PackedTrainer, check_packable, pack_signature
 
 __all__ = [
     "AudioRegressionConfig",
     "AudioRegressionTrainer",
     "ImageRegressionConfig",
     "ImageRegressionTrainer",
+    "PackedTrainer",
     "Progress",
     "RegressionTrainer",
     "TrialResult",
+    "check_packable",
+    "pack_signature",
     "load_checkpoint",
     "save_checkpoint",
 ]

@@ -226,24 +226,36 @@ class RegressionTrainer:
 
     def fit(self, callback: Optional[Callback] = None) -> TrialResult:
         """Train until ``config.steps`` (continuing from a restored step) and evaluate."""
-        total = self.config.steps
-        eval_every = self.config.eval_every
-        while self.step < total:
+        while self.step < self.config.steps:
             t0 = time.perf_counter()
             losses = self.training_step()
-            self.train_seconds += time.perf_counter() - t0
-            self.step += 1
-            if self.step % self.log_every == 0 or self.step == total:
-                record = {"step": float(self.step), **losses}
-                if eval_every and (self.step % eval_every == 0 or self.step == total):
-                    record.update(self.evaluate(with_gradients=False).metrics)
-                self.history.append(record)
-                if callback is not None and self.step < total:
-                    callback(Progress(self.step, total, record, self.train_seconds, self))
+            self.record_step(losses, time.perf_counter() - t0, callback)
+        return self.finish(callback)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.config.steps
+
+    def record_step(self, losses: Dict[str, float], seconds: float, callback: Optional[Callback] = None) -> None:
+        """Step 4, after one training step: count it, and every ``log_every`` steps log, evaluate, call back."""
+        total, eval_every = self.config.steps, self.config.eval_every
+        self.train_seconds += seconds
+        self.step += 1
+        if self.step % self.log_every == 0 or self.step == total:
+            record = {"step": float(self.step), **losses}
+            if eval_every and (self.step % eval_every == 0 or self.step == total):
+                record.update(self.evaluate(with_gradients=False).metrics)
+            self.history.append(record)
+            if callback is not None and self.step < total:
+                callback(Progress(self.step, total, record, self.train_seconds, self))
+
+    def finish(self, callback: Optional[Callback] = None) -> TrialResult:
+        """Step 5: evaluate with derivatives; the callback sees the final metrics."""
         result = self.evaluate(with_gradients=True)
         if callback is not None:
             last = self.history[-1] if self.history else {"step": float(self.step)}
-            callback(Progress(self.step, total, {**last, **result.metrics}, self.train_seconds, self, final=True))
+            callback(Progress(self.step, self.config.steps, {**last, **result.metrics}, self.train_seconds, self,
+                              final=True))
         return result
 
     # -- evaluation helpers ---------------------------------------------------------------
