@@ -73,6 +73,8 @@ class SweepOutcome:
     parent_run_id: Optional[str] = None
     tracking_uri: str = ""
     rows: List[Dict[str, Any]] = field(default_factory=list)
+    phases: Dict[str, float] = field(default_factory=dict)
+    """Wall seconds of the driver's phases: prepare (plan, checks), ray_start, tune (trials), ray_stop."""
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.statuses.values() if s == status)
@@ -287,7 +289,9 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
         out.print(f"all {len(plan.trials)} trials of {spec.name!r} are already FINISHED in {uri}; "
                   "nothing to run (--rerun forces)", soft_wrap=True)
         return outcome
+    outcome.phases["prepare"] = time.time() - t_start
     resources = connect_ray(spec, opts, spec_path)
+    outcome.phases["ray_start"] = time.time() - t_start - outcome.phases["prepare"]
     try:
 
         # 5. experiment, parent run, state for resume
@@ -313,7 +317,9 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
         })
         estimate = sum(estimate_seconds(t) for t in todo) / conc
         progress = SweepProgress(len(todo), estimate, skipped)
+        t_tune = time.time()
         completed = fit_with_progress(tuner, progress, _live(opts))
+        outcome.phases["tune"] = time.time() - t_tune
         return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
     finally:
         _shutdown_ray()
@@ -451,6 +457,7 @@ def _finish(outcome: SweepOutcome, tracker: Tracker, exp_id: str, parent: str, t
         "step": 0, "trials_finished": outcome.count("FINISHED"), "trials_failed": outcome.count("FAILED"),
         "trials_interrupted": outcome.count("INTERRUPTED") + outcome.count("PENDING"),
         "wall_seconds": outcome.wall_seconds, "train_seconds_sum": outcome.train_seconds,
+        **{f"{phase}_seconds": v for phase, v in outcome.phases.items()},
     }], int(time.time() * 1000))
     tracker.finish(parent, parent_status)
     return outcome

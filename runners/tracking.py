@@ -14,7 +14,7 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from sobolev.errors import ConfigError
@@ -180,18 +180,21 @@ class Tracker:
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def open_child(self, exp_id: str, parent_id: str, key: str, name: str, params: Dict[str, Any], tags: Dict[str, str]):
-        """The trial's child run: reopened if this parent already has it, else created."""
+    def open_child(self, exp_id: str, parent_id: str, key: str, name: str, params: Dict[str, Any],
+                   tags: Dict[str, str]) -> Tuple[Any, bool]:
+        """The trial's child run and whether it was created now: reopened (``tags`` updated) if this
+        parent already has it, else created with ``params`` and ``tags``."""
         existing = self.find_child(exp_id, parent_id, key)
         if existing is not None:
             if existing.info.status != "FINISHED" and not diverged(existing):
                 self.client.update_run(existing.info.run_id, status="RUNNING")
-            return existing
+                self.set_tags(existing.info.run_id, tags)
+            return existing, False
         run = self.client.create_run(
             exp_id, run_name=name, tags={PARENT: parent_id, TAG_KEY: key, TAG_KIND: "trial", **tags}
         )
         self.log_params(run.info.run_id, params)
-        return run
+        return run, True
 
     def log_params(self, run_id: str, params: Dict[str, Any]) -> None:
         from mlflow.entities import Param

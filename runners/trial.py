@@ -95,22 +95,26 @@ class TrialPack:
         self.best: Dict[str, Any] = {}
         self.step = 0
         self.last = {"report": 0, "checkpoint": 0}
+        self.setup_seconds = 0.0
+        self.new_runs: set = set()
 
     # 1. child runs
     def open_runs(self) -> int:
         """Open every member's run; returns how many still need training."""
-        node = {"sobolev.node": socket.gethostname(), "sobolev.node_ip": _node_ip()}
+        tags = {"sobolev.node": socket.gethostname(), "sobolev.node_ip": _node_ip(),
+                "sobolev.pack_size": str(len(self.members))}
         for t in self.members:
-            run = self.tracker.open_child(self.ctx["experiment_id"], self.ctx["parent_run_id"], t.key, t.name,
-                                          trial_params(t), node)
+            run, created = self.tracker.open_child(self.ctx["experiment_id"], self.ctx["parent_run_id"], t.key,
+                                                   t.name, trial_params(t), tags)
             self.run_ids[t.key] = run.info.run_id
+            if created:
+                self.new_runs.add(t.key)
             if run.info.status == "FINISHED":
                 self.finished.append(t.key)
                 self._observe(t, run.data.metrics)
             elif diverged(run):
                 self.failed.append(t.key)
             else:
-                self.tracker.set_tags(run.info.run_id, {**node, "sobolev.pack_size": len(self.members)})
                 self.todo.append(t)
         return len(self.todo)
 
@@ -118,7 +122,9 @@ class TrialPack:
     def build(self, checkpoint) -> None:
         from sobolev.trainers import load_checkpoint
 
+        t0 = time.perf_counter()
         self.trainers = [t.build_config().setup() for t in self.todo]
+        self.setup_seconds = (time.perf_counter() - t0) / len(self.todo)  # data, targets, model: per member
         if checkpoint is not None:
             with checkpoint.as_directory() as d:
                 for t, trainer in zip(self.todo, self.trainers):
@@ -126,8 +132,8 @@ class TrialPack:
                     if path.exists():
                         trainer.load_state_dict(load_checkpoint(path))
                         self.tracker.set_tags(self.run_ids[t.key], {"sobolev.restored_from_step": trainer.step})
-        self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], self.tracker.last_logged_step(self.run_ids[t.key]))
-                     for t in self.todo]
+        self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], 0 if t.key in self.new_runs
+                                    else self.tracker.last_logged_step(self.run_ids[t.key])) for t in self.todo]
         self.step = self.last["report"] = self.last["checkpoint"] = min(tr.step for tr in self.trainers)
 
     def fit(self, trial_dir: Path) -> None:
@@ -174,6 +180,7 @@ class TrialPack:
         from sobolev.errors import TrialDiverged
         from sobolev.visualize import save_artifacts
 
+        t0 = time.perf_counter()
         t, log = self.todo[index], self.logs[index]
         run_id = self.run_ids[t.key]
         log.flush()
@@ -183,8 +190,8 @@ class TrialPack:
             self.failed.append(t.key)
             return
         final = {**outcome.metrics, "train_seconds": outcome.train_seconds,
-                 "steps_per_second": outcome.steps_per_second}
-        self.tracker.log_metrics(run_id, [{"step": outcome.steps, **final}], int(time.time() * 1000))
+                 "steps_per_second": outcome.steps_per_second, "setup_seconds": self.setup_seconds,
+                 "eval_seconds": outcome.eval_seconds}
         with tempfile.TemporaryDirectory() as d:
             save_artifacts(outcome, Path(d))
             (Path(d) / "config.yaml").write_text(
@@ -192,6 +199,8 @@ class TrialPack:
                                sort_keys=False)
             )
             self.tracker.client.log_artifacts(run_id, d)
+        final["finish_seconds"] = time.perf_counter() - t0  # final evaluation excluded: artifacts and MLflow
+        self.tracker.log_metrics(run_id, [{"step": outcome.steps, **final}], int(time.time() * 1000))
         self.tracker.finish(run_id, "FINISHED")
         self.finished.append(t.key)
         self._observe(t, final)

@@ -32,7 +32,8 @@ def _title(result: TrialResult) -> str:
 def save_loss_curve(result: TrialResult, path: Path) -> Path:
     """Training losses (log scale) and, where evaluated, the held-out PSNR over the steps."""
     steps = [h["step"] for h in result.history]
-    fig, ax = plt.subplots(figsize=(5.5, 3.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    fig.subplots_adjust(left=0.13, right=0.87, bottom=0.14, top=0.9)  # fixed margins: a layout engine costs ~0.4 s
     for key in ("loss", "val_loss", "der_loss"):
         if result.history and key in result.history[0]:
             ax.semilogy(steps, [h[key] for h in result.history], label=key)

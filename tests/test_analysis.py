@@ -58,7 +58,7 @@ def store(tmp_path_factory):
                         key = f"{d}-{m}-{s}-{f}-{seed}"
                         params = {"axis.dataset": d, "axis.activation": m, "axis.supervision": s, "axis.factor": f,
                                   "axis.seed": seed, "image": "astronaut", "size": 16, "factor": f, "ratio": None}
-                        run = tracker.open_child(exp, parent, key, key, params, {})
+                        run, _ = tracker.open_child(exp, parent, key, key, params, {})
                         if (d, m, s, f, seed) == FAILED:
                             tracker.set_tags(run.info.run_id, {"sobolev.failure": "trial diverged at step 3: loss is nan"})
                             tracker.finish(run.info.run_id, "FAILED")
@@ -178,7 +178,7 @@ def test_experiment_without_finished_runs_exits_2(tmp_path):
     tracker = Tracker(uri)
     exp = tracker.ensure_experiment("empty", {"task": "image", "axes": ["dataset"]})
     parent = tracker.create_parent(exp, "p", {}, {})
-    run = tracker.open_child(exp, parent, "k", "k", {"axis.dataset": "a", "axis.factor": 4}, {})
+    run, _ = tracker.open_child(exp, parent, "k", "k", {"axis.dataset": "a", "axis.factor": 4}, {})
     tracker.finish(run.info.run_id, "FAILED")
     line = one_line_error(cli("report", "empty", "--tracking-uri", uri, cwd=tmp_path))
     assert "has no finished runs (FAILED 1)" in line

@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,11 +29,11 @@ from torch import nn
 
 from sobolev.errors import ConfigError, TrialDiverged
 from sobolev.jacobian import choose_impl, mlp_value_and_jacobian, value_and_input_jacobian
-from sobolev.losses import SUPERVISIONS, sobolev_loss
+from sobolev.losses import SUPERVISIONS, LossTerms, sobolev_loss
 
 CHECKPOINT_FORMAT = 1
 # Fields that may change between a checkpoint and its resumption (train longer, log differently).
-RESUMABLE_FIELDS = frozenset({"steps", "log_every", "eval_every", "device"})
+RESUMABLE_FIELDS = frozenset({"steps", "log_every", "eval_every", "device", "compile"})
 
 
 @dataclass
@@ -58,6 +58,8 @@ class TrialResult:
     target_gradient: torch.Tensor
     train_mask: torch.Tensor
     extras: Dict[str, Any] = field(default_factory=dict)
+    eval_seconds: float = 0.0
+    """Time spent evaluating (periodic held-out metrics and the final evaluation), not training."""
 
     @property
     def steps_per_second(self) -> float:
@@ -70,6 +72,7 @@ class TrialResult:
             **self.metrics,
             "steps": self.steps,
             "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
             "steps_per_second": self.steps_per_second,
             "config": self.config,
         }
@@ -124,6 +127,7 @@ class RegressionTrainer:
         self.supervision = SUPERVISIONS.get(config.supervision)
         self.step = 0
         self.train_seconds = 0.0
+        self.eval_seconds = 0.0
         self.history: List[Dict[str, float]] = []
         seed_everything(config.seed)
         self.setup()  # subclass: data, targets, model (seeded)
@@ -134,8 +138,17 @@ class RegressionTrainer:
             self.train_jacobian = self.train_jacobian.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         out_features = self.train_values.shape[1]
-        self.derivative_impl = choose_impl(getattr(config, "derivative_impl", "autograd"), self.model, out_features,
-                                           self.train_coords.shape[1])
+        impl = getattr(config, "derivative_impl", "autograd")
+        self.derivative_impl = choose_impl(impl, self.model, out_features, self.train_coords.shape[1])
+        # compile: the forward path and value-only training; autograd's double backward cannot be compiled
+        # (and for one output channel eager autograd beats compiled tangents), so it stays eager
+        self.compiled = bool(getattr(config, "compile", False)) and not (
+            self.supervision.uses_derivatives and self.derivative_impl == "autograd")
+        self._loss = self.loss_parts
+        if self.compiled:
+            # CUDA: also CUDA graphs, for these small fixed-shape steps; CPU: fused C++ kernels
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._loss = torch.compile(self.loss_parts, mode=mode, dynamic=False)
 
     def value_and_jacobian(self, coords: torch.Tensor, create_graph: bool = True):
         """The network's values and input Jacobian with the chosen implementation (same results)."""
@@ -201,6 +214,12 @@ class RegressionTrainer:
     def training_step(self) -> Dict[str, float]:
         """Steps 2–3: one full-batch Adam step; returns the losses as floats."""
         self.optimizer.zero_grad(set_to_none=True)
+        total, value, derivative = self._loss()
+        return self.optimise(LossTerms(total, value, derivative))
+
+    def loss_parts(self) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Steps 2–3 as a pure function of the parameters (what ``compile`` compiles): the total loss,
+        the value term and the derivative term (None without derivative supervision)."""
         if self.supervision.uses_derivatives:
             pred, jac = self.value_and_jacobian(self.train_coords, create_graph=True)
         else:
@@ -213,7 +232,7 @@ class RegressionTrainer:
             self.train_jacobian if jac is not None else None,
             self.config.lambda_der,
         )
-        return self.optimise(terms)
+        return terms.total, terms.value, terms.derivative
 
     def optimise(self, terms) -> Dict[str, float]:
         """Step 3: stop on a NaN/inf loss, else one Adam step; returns the losses as floats."""
@@ -244,14 +263,19 @@ class RegressionTrainer:
         if self.step % self.log_every == 0 or self.step == total:
             record = {"step": float(self.step), **losses}
             if eval_every and (self.step % eval_every == 0 or self.step == total):
+                t0 = time.perf_counter()
                 record.update(self.evaluate(with_gradients=False).metrics)
+                self.eval_seconds += time.perf_counter() - t0
             self.history.append(record)
             if callback is not None and self.step < total:
                 callback(Progress(self.step, total, record, self.train_seconds, self))
 
     def finish(self, callback: Optional[Callback] = None) -> TrialResult:
         """Step 5: evaluate with derivatives; the callback sees the final metrics."""
+        t0 = time.perf_counter()
         result = self.evaluate(with_gradients=True)
+        self.eval_seconds += time.perf_counter() - t0
+        result.eval_seconds = self.eval_seconds
         if callback is not None:
             last = self.history[-1] if self.history else {"step": float(self.step)}
             callback(Progress(self.step, self.config.steps, {**last, **result.metrics}, self.train_seconds, self,
@@ -296,6 +320,7 @@ class RegressionTrainer:
             "config": asdict(self.config),
             "step": self.step,
             "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
             "history": list(self.history),
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
@@ -316,6 +341,7 @@ class RegressionTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.train_seconds = float(state["train_seconds"])
+        self.eval_seconds = float(state.get("eval_seconds", 0.0))
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
 

@@ -52,6 +52,9 @@ class RegressionConfig:
     """``cpu`` or ``cuda``."""
     derivative_impl: str = "auto"
     """Network derivative: ``autograd`` (the paper's formulation), ``forward`` (analytic tangents), ``auto``."""
+    compile: bool = False
+    """``torch.compile`` the loss (fused kernels; CUDA graphs on GPU) on the forward path and for ``val``; the
+    first step pays the compilation.  The autograd path stays eager (its double backward cannot be compiled)."""
 
     @property
     def sampling(self) -> Sampling:

@@ -78,6 +78,8 @@ class NerfConfig(RegressionConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.compile:
+            raise ConfigError("compile applies to image and audio regression, not nerf; leave compile off")
         act, enc = parse_model_name(self.model.activation)
         if enc is not None:
             raise ConfigError(f"TinyNeRF always encodes the point with 10 octaves; activation must be relu or sine, "
