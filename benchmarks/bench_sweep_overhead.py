@@ -30,14 +30,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?", default=str(ROOT / "sweeps" / "smoke.yaml"))
     parser.add_argument("--pack", type=int, default=1)
-    parser.add_argument("extra", nargs="*", help="more `sobolev-sweep run` arguments (after --)")
-    args = parser.parse_args()
+    argv, extra = sys.argv[1:], []
+    if "--" in argv:  # everything after -- goes to `sobolev-sweep run`
+        argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    args = parser.parse_args(argv)
     console = Console(width=None if Console().is_terminal else 160)
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0"}
     with tempfile.TemporaryDirectory() as d:
         uri = f"sqlite:///{d}/mlflow.db"
         cmd = [sys.executable, "-m", "runners.cli", "run", str(Path(args.spec).resolve()), "--no-live",
-               "--tracking-uri", uri, "--storage", f"{d}/tune", "--pack", str(args.pack), *args.extra]
+               "--tracking-uri", uri, "--storage", f"{d}/tune", "--pack", str(args.pack), *extra]
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=d, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -59,12 +61,20 @@ def main() -> None:
         ("whole command (imports, plan, Ray, trials, summary)", wall),
         ("  driver: prepare (plan, calibrate, MLflow checks)", pm.get("prepare_seconds", 0.0)),
         ("  driver: start Ray", pm.get("ray_start_seconds", 0.0)),
+        ("  driver: parent run, Tuner, cost estimate", pm.get("launch_seconds", 0.0)),
         ("  driver: Tune (all trials)", pm.get("tune_seconds", 0.0)),
         (f"    in trials, per slot ({slots}): training", train),
         ("    in trials, per slot: evaluation (held-out metrics, final prediction)", total("eval_seconds") / slots),
         ("    in trials, per slot: setup (data, targets, model)", total("setup_seconds") / slots),
         ("    in trials, per slot: artifacts + final MLflow logging", total("finish_seconds") / slots),
+        ("    in trials, per slot: reports, checkpoints, metric batches", total("report_seconds") / slots),
     ]
+    accounted = sum(total(k) for k in ("train_seconds", "eval_seconds", "setup_seconds", "finish_seconds",
+                                        "report_seconds")) / slots
+    rows.append(("    rest of the Tune phase (trial scheduling, worker start, MLflow run opening, idle)",
+                 pm.get("tune_seconds", 0.0) - accounted))
+    rows.append(("  driver: trial states from MLflow, summary", pm.get("collect_seconds", 0.0)))
+    rows.append(("  outside the sweep: Python imports, Ray shutdown, exit", wall - pm.get("wall_seconds", wall)))
     table = Table(title=f"sweep overhead: {Path(args.spec).name}, {len(kids)} trials, pack {args.pack}, "
                         f"{slots} concurrent")
     table.add_column("phase")

@@ -74,7 +74,8 @@ class SweepOutcome:
     tracking_uri: str = ""
     rows: List[Dict[str, Any]] = field(default_factory=list)
     phases: Dict[str, float] = field(default_factory=dict)
-    """Wall seconds of the driver's phases: prepare (plan, checks), ray_start, tune (trials), ray_stop."""
+    """Wall seconds of the driver's phases: prepare (plan, checks), ray_start, launch (parent run, Tuner,
+    estimate), tune (the trials), collect (states from MLflow)."""
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.statuses.values() if s == status)
@@ -318,6 +319,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
         estimate = sum(estimate_seconds(t) for t in todo) / conc
         progress = SweepProgress(len(todo), estimate, skipped)
         t_tune = time.time()
+        outcome.phases["launch"] = t_tune - t_start - outcome.phases["prepare"] - outcome.phases["ray_start"]
         completed = fit_with_progress(tuner, progress, _live(opts))
         outcome.phases["tune"] = time.time() - t_tune
         return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
@@ -420,6 +422,7 @@ def _tune_errors(tuner) -> Dict[str, str]:
 def _finish(outcome: SweepOutcome, tracker: Tracker, exp_id: str, parent: str, todo: List[PlannedTrial],
             tuner, completed: bool, t_start: float) -> SweepOutcome:
     """Step 6: the truth comes from MLflow; runs left RUNNING become KILLED or FAILED."""
+    t_collect = time.time()
     errors = _tune_errors(tuner)
     runs = {r.data.tags.get(TAG_KEY): r for r in tracker.children(exp_id, parent)}
     for t in todo:
@@ -449,6 +452,7 @@ def _finish(outcome: SweepOutcome, tracker: Tracker, exp_id: str, parent: str, t
         if status == "FINISHED":
             outcome.train_seconds += float(metrics.get("train_seconds", 0.0))
     outcome.wall_seconds = time.time() - t_start
+    outcome.phases["collect"] = time.time() - t_collect
     if outcome.complete:
         parent_status = "FINISHED" if outcome.count("FAILED") == 0 else "FAILED"
     else:

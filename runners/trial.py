@@ -96,6 +96,7 @@ class TrialPack:
         self.step = 0
         self.last = {"report": 0, "checkpoint": 0}
         self.setup_seconds = 0.0
+        self.report_seconds = 0.0
         self.new_runs: set = set()
 
     # 1. child runs
@@ -146,6 +147,13 @@ class TrialPack:
 
     # 3. report / checkpoint through the trainers' callback hook
     def on_progress(self, group: List[int], events, trial_dir: Path) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._report(group, events, trial_dir)
+        finally:
+            self.report_seconds += (time.perf_counter() - t0) / len(self.todo)  # each member's share
+
+    def _report(self, group: List[int], events, trial_dir: Path) -> None:
         from ray import tune
 
         from sobolev.trainers import save_checkpoint
@@ -191,6 +199,7 @@ class TrialPack:
             return
         final = {**outcome.metrics, "train_seconds": outcome.train_seconds,
                  "steps_per_second": outcome.steps_per_second, "setup_seconds": self.setup_seconds,
+                 "report_seconds": self.report_seconds,
                  "eval_seconds": outcome.eval_seconds}
         with tempfile.TemporaryDirectory() as d:
             save_artifacts(outcome, Path(d))

@@ -51,3 +51,30 @@ def test_trainer_results_match_between_implementations():
     torch.testing.assert_close(b.network_gradient, a.network_gradient, rtol=0, atol=2e-3)  # measured 8e-4
     audio = AudioRegressionConfig(audio="counting", duration=0.05, steps=5, derivative_impl="forward").setup()
     assert audio.fit().metrics["test_psnr"] > 0
+
+
+def test_compiled_loss_gives_the_eager_result():
+    common = dict(image="coffee", size=16, factor=4, supervision="val_der", steps=15, model=MLPConfig("sine"))
+    eager = ImageRegressionConfig(**common).setup()
+    compiled = ImageRegressionConfig(compile=True, **common).setup()
+    assert compiled.compiled and not eager.compiled and compiled.derivative_impl == "forward"
+    a, b = eager.fit(), compiled.fit()
+    assert abs(a.metrics["test_psnr"] - b.metrics["test_psnr"]) < 1e-3
+    assert b.history[-1]["der_loss"] == pytest.approx(a.history[-1]["der_loss"], rel=1e-3)
+    # one output channel: autograd (auto) stays eager, its double backward cannot be compiled
+    gray = ImageRegressionConfig(compile=True, grayscale=True, **common).setup()
+    assert gray.derivative_impl == "autograd" and not gray.compiled
+
+
+def test_gpu_check_script_runs_on_cpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--no-compile"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "goal 1 (forward)" in out and "goal 2 (val_der)" in out and "trial-steps/s" in out
+    assert "goal 3: packed vs alone" in out and out.split("goal 3")[1].split("\n")[0].endswith("PASS")
