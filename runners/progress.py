@@ -108,8 +108,15 @@ class _Sink:
             console.print(cls.progress.line())
 
 
+def pack_members(config: Dict) -> List[Dict]:
+    """The planned trials (as dicts) of a Tune trial's config: ``pack``, or ``trial`` before packing existed."""
+    if config.get("pack"):
+        return list(config["pack"])
+    return [config["trial"]] if config.get("trial") else []
+
+
 def _members(trial) -> List[Dict]:
-    return trial.config.get("pack", [])
+    return pack_members(trial.config or {})
 
 
 def _keys(result: Dict, field: str) -> List[str]:

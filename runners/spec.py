@@ -133,13 +133,6 @@ class SweepSpec(Strict):
     exclude: List[Dict[str, Any]] = Field(default_factory=list, description="Drop combinations matching one.")
 
     @model_validator(mode="after")
-    def _pack_needs_regression(self) -> "SweepSpec":
-        if self.run.pack > 1 and self.task == "nerf":
-            raise ValueError(f"run.pack: packing supports tasks image and audio, not nerf (got pack={self.run.pack}); "
-                             "set run.pack=1")
-        return self
-
-    @model_validator(mode="after")
     def _filters_name_axes(self) -> "SweepSpec":
         allowed = list(AXIS_KEYS) + list(self.grid.extra)
         for section in ("include", "exclude"):
@@ -295,6 +288,9 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
             apply_override(raw, assignment)
         spec = SweepSpec.model_validate(raw)
         _check_trial_fields(spec)
+        if spec.run.pack > 1 and spec.task == "nerf":
+            raise ConfigError(f"run.pack: packing supports tasks image and audio, not nerf (got {spec.run.pack}); "
+                              "set run.pack=1")
     except ValidationError as exc:
         raise SpecError(f"{path}: {format_validation_error(exc)}") from None
     except SpecError:

@@ -33,7 +33,7 @@ from rich.table import Table
 
 from runners.console import console, out
 from runners.plan import PlannedTrial, SweepPlan, estimate_seconds, pack_trials, plan_sweep
-from runners.progress import ProgressCallback, SweepProgress, fit_with_progress
+from runners.progress import ProgressCallback, SweepProgress, _members, fit_with_progress, pack_members
 from runners.spec import SpecError, SweepSpec, load_spec
 from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, resolve_tracking_uri, store_exists
 from sobolev.errors import ConfigError
@@ -249,11 +249,11 @@ def pack_name(members: List[Dict[str, Any]]) -> str:
 
 
 def _trial_name(trial) -> str:
-    return pack_name(trial.config["pack"])
+    return pack_name(_members(trial))
 
 
 def _trial_dirname(trial) -> str:
-    keys = [m["key"] for m in trial.config["pack"]]
+    keys = [m["key"] for m in _members(trial)]
     if len(keys) == 1:
         return keys[0]
     return "pack-" + hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]
@@ -414,7 +414,7 @@ def _tune_errors(tuner) -> Dict[str, str]:
         return errors
     for result in grid:
         if result.error is not None:
-            for member in (result.config or {}).get("pack", []):
+            for member in pack_members(result.config or {}):
                 errors[member["key"]] = str(result.error).strip().splitlines()[-1][:500]
     return errors
 

@@ -26,9 +26,10 @@ from typing import Any, Dict, List
 import yaml
 
 from runners.plan import PlannedTrial
+from runners.progress import pack_members
 from runners.tracking import TAG_DIVERGED, TAG_FAILURE, Tracker, diverged
 
-CHECKPOINT_FILE = "trainer.pt"
+LEGACY_CHECKPOINT = "trainer.pt"  # the one file of a checkpoint written before packing existed
 FAILURE_MARKER = "injected_failure_done"
 
 
@@ -67,7 +68,8 @@ def sobolev_trial(config: Dict[str, Any]) -> None:
 
     ctx = config["ctx"]
     torch.set_num_threads(max(1, int(ctx.get("cpus", 1))))
-    pack = TrialPack([PlannedTrial.from_dict(d) for d in config["pack"]], ctx, Tracker(ctx["tracking_uri"]))
+    members = [PlannedTrial.from_dict(d) for d in pack_members(config)]
+    pack = TrialPack(members, ctx, Tracker(ctx["tracking_uri"]))
     if not pack.open_runs():
         tune.report({**pack.summary(), "already_finished": 1})
         return
@@ -130,6 +132,8 @@ class TrialPack:
             with checkpoint.as_directory() as d:
                 for t, trainer in zip(self.todo, self.trainers):
                     path = Path(d) / f"{t.key}.pt"
+                    if not path.exists() and len(self.todo) == 1:
+                        path = Path(d) / LEGACY_CHECKPOINT
                     if path.exists():
                         trainer.load_state_dict(load_checkpoint(path))
                         self.tracker.set_tags(self.run_ids[t.key], {"sobolev.restored_from_step": trainer.step})
@@ -172,7 +176,8 @@ class TrialPack:
             return
         self.last["report"] = self.step
         self.flush()
-        report = {**self.summary(), **{k: v for k, v in events[0].progress.metrics.items() if k != "step"}}
+        # the first member's latest metrics; the best finished member's PSNR (and name) wins over them
+        report = {**{k: v for k, v in events[0].progress.metrics.items() if k != "step"}, **self.summary()}
         if self.step - self.last["checkpoint"] < self.ctx["checkpoint_every"]:
             tune.report(report)
             return

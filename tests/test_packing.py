@@ -17,6 +17,7 @@ from sobolev.trainers import (
     TrialResult,
     check_packable,
 )
+from sobolev.trainers.packed import split_into_packs
 from sobolev.trainers.nerf import nerf_config
 
 SPECS = Path(__file__).resolve().parents[1] / "sweeps"
@@ -126,8 +127,12 @@ def test_incompatible_trials_are_refused_with_what_differs():
         check_packable([image().setup(), image(factor=2).setup()])
     with pytest.raises(ConfigError, match="parameter shapes"):
         check_packable([image().setup(), image(model=MLPConfig("sine", hidden_features=64)).setup()])
+    nerf = nerf_config(preset="cpu", steps=1).setup()
     with pytest.raises(ConfigError, match="cannot be packed"):
-        check_packable([nerf_config(preset="cpu", steps=1).setup()])
+        check_packable([nerf])
+    # the trainable groups what it was given: a NeRF trial or another shape trains on its own
+    assert split_into_packs([nerf, image().setup(), image(factor=2).setup(), image(seed=1).setup()]) == [[0], [1, 3],
+                                                                                                     [2]]
 
 
 def test_planner_packs_only_compatible_trials():
@@ -142,3 +147,16 @@ def test_planner_packs_only_compatible_trials():
     assert len(packs) == 18 and {len(p) for p in packs} == {9}
     assert sorted(len(p) for p in pack_trials(trials, 4))[:18] == [1] * 18  # 9 = 4 + 4 + 1
     assert len(pack_trials(trials, 1)) == len(trials)
+
+
+def test_cli_plan_shows_packs_and_bad_pack_values_are_one_line_errors(tmp_path):
+    from tests.sweep_helpers import cli, one_line_error
+
+    proc = cli("plan", str(SPECS / "data_efficiency.yaml"), "--pack", "16", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "162 trials as 18 batched Tune trials of sizes 9" in proc.stdout
+    line = one_line_error(cli("run", str(SPECS / "smoke.yaml"), "--pack", "0", cwd=tmp_path))
+    assert "smoke.yaml: run.pack" in line and "greater than or equal to 1" in line
+    line = one_line_error(cli("run", str(SPECS / "inverse_rendering_cpu.yaml"), "--pack", "2", cwd=tmp_path))
+    assert "run.pack: packing supports tasks image and audio, not nerf" in line
+    assert not (tmp_path / "mlflow.db").exists()

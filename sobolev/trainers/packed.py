@@ -87,10 +87,15 @@ def check_packable(trainers: Sequence[RegressionTrainer]) -> None:
 
 
 def split_into_packs(trainers: Sequence[RegressionTrainer]) -> List[List[int]]:
-    """Indices of ``trainers`` grouped by :func:`pack_signature`, in first-seen order."""
+    """Indices of ``trainers`` grouped by :func:`pack_signature`, in first-seen order; a trainer that
+    cannot be packed (NeRF) is a group of its own."""
     groups: Dict[str, List[int]] = {}
     for i, t in enumerate(trainers):
-        groups.setdefault(repr(sorted(pack_signature(t).items())), []).append(i)
+        try:
+            key = repr(sorted(pack_signature(t).items()))
+        except ConfigError:
+            key = f"alone-{i}"
+        groups.setdefault(key, []).append(i)
     return list(groups.values())
 
 
@@ -98,8 +103,10 @@ class PackedTrainer:
     """K :class:`RegressionTrainer` of one :func:`pack_signature`, trained as one batched network."""
 
     def __init__(self, members: Sequence[RegressionTrainer]) -> None:
-        check_packable(members)
         self.members = list(members)
+        if len(self.members) == 1:  # a pack of one is the solo trainer (any task)
+            return
+        check_packable(members)
         self.supervisions = [SUPERVISIONS.get(m.config.supervision) for m in self.members]
         self.uses_derivatives = any(s.uses_derivatives for s in self.supervisions)
         first = self.members[0]
