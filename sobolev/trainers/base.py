@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -148,6 +149,10 @@ class RegressionTrainer:
         if self.compiled:
             # CUDA: also CUDA graphs, for these small fixed-shape steps; CPU: fused C++ kernels
             mode = "reduce-overhead" if self.device.type == "cuda" else None
+            if self.device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++",
+                                                                                  "clang++", "c++") if c):
+                raise ConfigError("compile on a CPU needs a C++ compiler (g++ or clang++, or $CXX); install one "
+                                  "or leave compile off")
             self._loss = torch.compile(self.loss_parts, mode=mode, dynamic=False)
 
     def value_and_jacobian(self, coords: torch.Tensor, create_graph: bool = True):
