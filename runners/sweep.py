@@ -33,7 +33,7 @@ from rich.table import Table
 
 from runners.console import console, out
 from runners.plan import PlannedTrial, SweepPlan, estimate_seconds, pack_trials, plan_sweep
-from runners.progress import ProgressCallback, SweepProgress, _members, fit_with_progress, pack_members
+from runners.progress import ProgressCallback, SweepProgress, fit_with_progress, pack_members
 from runners.spec import SpecError, SweepSpec, load_spec
 from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, resolve_tracking_uri, store_exists
 from sobolev.errors import ConfigError
@@ -249,11 +249,11 @@ def pack_name(members: List[Dict[str, Any]]) -> str:
 
 
 def _trial_name(trial) -> str:
-    return pack_name(_members(trial))
+    return pack_name(pack_members(trial.config))
 
 
 def _trial_dirname(trial) -> str:
-    keys = [m["key"] for m in _members(trial)]
+    keys = [m["key"] for m in pack_members(trial.config)]
     if len(keys) == 1:
         return keys[0]
     return "pack-" + hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]

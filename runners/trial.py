@@ -99,7 +99,7 @@ class TrialPack:
         self.last = {"report": 0, "checkpoint": 0}
         self.setup_seconds = 0.0
         self.report_seconds = 0.0
-        self.new_runs: set = set()
+        self.logged_step: Dict[str, int] = {}  # member to train → last step its run has (0: created now)
 
     # 1. child runs
     def open_runs(self) -> int:
@@ -110,8 +110,6 @@ class TrialPack:
             run, created = self.tracker.open_child(self.ctx["experiment_id"], self.ctx["parent_run_id"], t.key,
                                                    t.name, trial_params(t), tags)
             self.run_ids[t.key] = run.info.run_id
-            if created:
-                self.new_runs.add(t.key)
             if run.info.status == "FINISHED":
                 self.finished.append(t.key)
                 self._observe(t, run.data.metrics)
@@ -119,6 +117,7 @@ class TrialPack:
                 self.failed.append(t.key)
             else:
                 self.todo.append(t)
+                self.logged_step[t.key] = 0 if created else self.tracker.last_logged_step(run.info.run_id)
         return len(self.todo)
 
     # 2. trainers, restored from Tune's checkpoint when this is a retry or a resume
@@ -137,8 +136,7 @@ class TrialPack:
                     if path.exists():
                         trainer.load_state_dict(load_checkpoint(path))
                         self.tracker.set_tags(self.run_ids[t.key], {"sobolev.restored_from_step": trainer.step})
-        self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], 0 if t.key in self.new_runs
-                                    else self.tracker.last_logged_step(self.run_ids[t.key])) for t in self.todo]
+        self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], self.logged_step[t.key]) for t in self.todo]
         self.step = self.last["report"] = self.last["checkpoint"] = min(tr.step for tr in self.trainers)
 
     def fit(self, trial_dir: Path) -> None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-import torch.nn.functional as F
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sobolev.activations import ACTIVATIONS
@@ -115,10 +114,6 @@ class MLPTensors:
     output: Affine
     scale: torch.Tensor
     shift: torch.Tensor
-
-    @property
-    def packed(self) -> bool:
-        return self.output[0].ndim == 3
 
 
 def affine(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

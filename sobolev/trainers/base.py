@@ -250,7 +250,7 @@ class RegressionTrainer:
 
     def fit(self, callback: Optional[Callback] = None) -> TrialResult:
         """Train until ``config.steps`` (continuing from a restored step) and evaluate."""
-        while self.step < self.config.steps:
+        while not self.done:
             t0 = time.perf_counter()
             losses = self.training_step()
             self.record_step(losses, time.perf_counter() - t0, callback)

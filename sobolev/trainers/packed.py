@@ -108,7 +108,6 @@ class PackedTrainer:
             return
         check_packable(members)
         self.supervisions = [SUPERVISIONS.get(m.config.supervision) for m in self.members]
-        self.uses_derivatives = any(s.uses_derivatives for s in self.supervisions)
         first = self.members[0]
         n, c, d = first.train_coords.shape[0], first.train_values.shape[1], first.train_coords.shape[1]
         self.coords = torch.stack([m.train_coords for m in self.members])  # (K, N, D)
@@ -116,9 +115,15 @@ class PackedTrainer:
         zeros = first.train_values.new_zeros(n, c, d)  # a value-only member has no derivative target
         self.jacobians = torch.stack([m.train_jacobian if m.train_jacobian is not None else zeros
                                       for m in self.members])  # (K, N, C, D)
+        self._batch: Tuple = ()
 
-    def __len__(self) -> int:
-        return len(self.members)
+    def _active_data(self, active: List[int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The active members' coordinates, values and derivative targets, re-gathered only when the
+        active set changes (a member ended)."""
+        if not self._batch or self._batch[0] != active:
+            index = torch.tensor(active, device=self.coords.device)
+            self._batch = (list(active), self.coords[index], self.values[index], self.jacobians[index])
+        return self._batch[1:]
 
     # -- one step -------------------------------------------------------------------------
     def training_step(self, active: List[int]) -> Tuple[Dict[int, Dict[str, float]], Dict[int, TrialDiverged]]:
@@ -126,8 +131,7 @@ class PackedTrainer:
         members = [self.members[i] for i in active]
         for m in members:
             m.optimizer.zero_grad(set_to_none=True)
-        index = torch.tensor(active, device=self.coords.device)
-        coords, values = self.coords[index], self.values[index]
+        coords, values, targets = self._active_data(active)
         tensors = stack_tensors([m.model for m in members])  # 1.
         model = members[0].model
         sups = [self.supervisions[i] for i in active]
@@ -140,7 +144,7 @@ class PackedTrainer:
         else:
             pred = model.forward_with(tensors, coords)
         val = value_loss(pred, values)  # 3. (K,)
-        der = derivative_loss(jac, self.jacobians[index]) if jac is not None else None
+        der = derivative_loss(jac, targets) if jac is not None else None
         totals = torch.stack([
             s.combine(val[j], der[j] if der is not None else None, m.config.lambda_der)
             for j, (s, m) in enumerate(zip(sups, members))
@@ -174,7 +178,7 @@ class PackedTrainer:
         if len(self.members) == 1:  # a pack of one is the solo trainer, to the bit
             member = self.members[0]
             try:
-                result = member.fit(None if callback is None else lambda p: callback([MemberEvent(0, p)]))
+                result = member.fit(_for_member(callback, 0))
             except TrialDiverged as exc:
                 end(0, exc)
             else:
