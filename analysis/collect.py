@@ -2,8 +2,9 @@
 
 Columns: the grid axes (``dataset``, ``activation``, ``supervision``, ``factor`` or ``ratio``,
 ``fraction``, ``seed`` and any extra axis), the final metrics, ``status``, ``trial_key``,
-``run_id``, ``parent_run_id``.  When a spec is given, trials that were planned but have no
-run at all appear with status ``MISSING``, so nothing is silently dropped.
+``run_id``, ``parent_run_id`` and ``config`` (the typed config, read back from the run's params).
+Trials the sweep planned that have no run at all appear with status ``MISSING``, so nothing is
+silently dropped.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from runners.tracking import PARENT, TAG_KEY, TAG_KIND, Tracker, resolve_tracking_uri, store_exists
+from runners.tracking import PARENT, TAG_FAILURE, TAG_KEY, TAG_KIND, TAG_SHAPE, Tracker, resolve_tracking_uri
+from runners.tracking import store_exists
 from sobolev.errors import ConfigError
+from sobolev.sampling import Sampling
+from sobolev.tasks import TASKS, Task
 
 AXES = ["dataset", "activation", "supervision", "factor", "ratio", "seed"]
 STATUS_ORDER = ["FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED", "MISSING"]
@@ -28,7 +32,7 @@ class SweepResults:
     """The trials of one sweep as a frame, plus what they are."""
 
     name: str
-    task: str
+    task: Task
     frame: pd.DataFrame
     experiment_id: str
     tracking_uri: str
@@ -47,13 +51,6 @@ class SweepResults:
         return self.parent_run_ids[-1] if self.parent_run_ids else None
 
 
-def sample_fraction(task: str, factor: Optional[float], ratio: Optional[float]) -> float:
-    """Share of the samples trained on: ``1/factor²`` (images), ``1/factor`` (audio), or ``ratio``."""
-    if ratio is not None and not (isinstance(ratio, float) and math.isnan(ratio)):
-        return float(ratio)
-    return 1.0 / float(factor) ** (2 if task == "image" else 1)
-
-
 def _number(text):
     if text is None or text == "None" or (isinstance(text, float) and math.isnan(text)):
         return None
@@ -64,22 +61,29 @@ def _number(text):
     return int(value) if value.is_integer() else value
 
 
+def _spec_target(target: str) -> bool:
+    return target.endswith((".yaml", ".yml")) or Path(target).is_file()
+
+
 def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all",
             overrides: Sequence[str] = ()) -> SweepResults:
     """The trials of a spec (path to YAML) or an experiment (name), newest run per trial key.
 
     ``parent``: ``all`` child runs of the experiment, the ``latest`` invocation only, or a run id.
-    ``overrides``: the ``--set`` assignments the sweep ran with (a spec's trials are matched by key).
+    The planned trials (those without any run appear as ``MISSING``) are the ones the sweep actually
+    ran: the plan its parent run recorded — or, when ``overrides`` are given with a spec, the spec
+    planned again with them.
     """
     spec_trials = None
     name = target
-    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+    if _spec_target(target):
         from runners.plan import plan_sweep
         from runners.spec import load_spec
 
         spec = load_spec(target, overrides)
         name = spec.name
-        spec_trials = plan_sweep(spec, target).trials
+        if overrides:
+            spec_trials = [t.summary() for t in plan_sweep(spec, target).trials]
     uri = resolve_tracking_uri(tracking_uri)
     if not store_exists(uri):
         raise ConfigError(f"no MLflow store at {uri} (run the sweep first, or pass --tracking-uri)")
@@ -87,6 +91,9 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     exp = tracker.get_experiment(name)
     if exp is None:
         raise ConfigError(f"experiment {name!r} does not exist in {uri}")
+    if TAG_SHAPE not in exp.tags:
+        raise ConfigError(f"experiment {name!r} in {uri} was not made by sobolev-sweep")
+    task = TASKS.get(json.loads(exp.tags[TAG_SHAPE])["task"])
     runs = tracker.search(exp.experiment_id)
     parents = sorted((r for r in runs if r.data.tags.get(TAG_KIND) == "sweep" and PARENT not in r.data.tags),
                      key=lambda r: r.info.start_time)
@@ -100,7 +107,8 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
         if parent not in parent_ids:
             raise ConfigError(f"--parent {parent!r} is not a sweep run of {name!r}; known: {', '.join(parent_ids)}")
         trials = [r for r in trials if r.data.tags.get(PARENT) == parent]
-    task = json.loads(exp.tags.get("sobolev.shape", '{"task": "image"}'))["task"]
+    if spec_trials is None and parent_ids:
+        spec_trials = tracker.planned_trials(parent if parent not in ("all", "latest") else parent_ids[-1])
     rows = []
     for r in sorted(trials, key=lambda r: r.info.start_time):
         p = r.data.params
@@ -110,14 +118,13 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
             "parent_run_id": r.data.tags.get(PARENT),
             "status": r.info.status,
             "start_time": r.info.start_time,
-            "failure": r.data.tags.get("sobolev.failure", ""),
+            "failure": r.data.tags.get(TAG_FAILURE, ""),
             "artifact_uri": r.info.artifact_uri,
+            "config": _config(task, p),
         }
         for key, value in p.items():
             if key.startswith("axis."):
                 row[key[5:]] = _number(value)
-        row["source"] = p.get("image") or p.get("audio") or p.get("scene")
-        row["size"] = _number(p.get("size"))
         row.update(r.data.metrics)
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -128,18 +135,32 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
         frame = frame.drop(columns="_done")
     if spec_trials is not None:
         seen = set(frame["trial_key"]) if not frame.empty else set()
-        missing = [{"trial_key": t.key, "status": "MISSING", **t.axes} for t in spec_trials if t.key not in seen]
+        missing = [{"trial_key": t["key"], "status": "MISSING", **t["axes"]}
+                   for t in spec_trials if t["key"] not in seen]
         if not frame.empty:
-            frame = frame[frame["trial_key"].isin({t.key for t in spec_trials})]
+            frame = frame[frame["trial_key"].isin({t["key"] for t in spec_trials})]
         frame = pd.concat([frame, pd.DataFrame(missing)], ignore_index=True) if missing else frame
     if frame.empty:
         raise ConfigError(f"experiment {name!r} in {uri} has no trial runs")
     for axis in AXES:
         if axis not in frame:
             frame[axis] = None
-    frame["fraction"] = [sample_fraction(task, f, r) for f, r in zip(frame["factor"], frame["ratio"])]
-    frame["sampling"] = [f"ratio {r:g}" if r is not None and not pd.isna(r) else f"factor {int(f)}"
-                         for f, r in zip(frame["factor"], frame["ratio"])]
+    samplings = [_sampling(f, r) for f, r in zip(frame["factor"], frame["ratio"])]
+    frame["fraction"] = [task.sampled_fraction(s) for s in samplings]
+    frame["sampling"] = [s.label().replace("=", " ") for s in samplings]
     frame = frame.sort_values(["dataset", "activation", "supervision", "fraction", "seed"], ignore_index=True)
     return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids)
 
+
+def _config(task: Task, params: Dict[str, str]):
+    """The run's config read back from its params (None for a run whose params do not form one)."""
+    try:
+        return task.config_class.from_params(params)
+    except ConfigError:
+        return None
+
+
+def _sampling(factor, ratio) -> Sampling:
+    if ratio is not None and not pd.isna(ratio):
+        return Sampling(ratio=float(ratio))
+    return Sampling(factor=int(factor))

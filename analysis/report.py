@@ -58,7 +58,7 @@ def _check_request(results: SweepResults, opts: ReportOptions) -> str:
     finished = results.finished
     if finished.empty:
         counts = results.status_counts()
-        hint = ("; if the sweep ran with --set overrides, pass the same ones to report"
+        hint = ("; planned trials without a run are MISSING (was the sweep run with other --set overrides?)"
                 if counts.get("MISSING") else "")
         summary = ", ".join(f"{k} {v}" for k, v in counts.items())
         raise ConfigError(f"experiment {results.name!r} has no finished runs ({summary}){hint}")
@@ -97,7 +97,7 @@ def make_report(target: str, opts: ReportOptions) -> Report:
         if len(values) < 2:
             report.notes.append(f"axis {axis} does not vary (only {values[0] if values else 'none'})")
 
-    md_parts = [f"# Report: sweep `{results.name}` ({results.task})", "",
+    md_parts = [f"# Report: sweep `{results.name}` ({results.task.name})", "",
                 f"Trials: {', '.join(f'{v} {k}' for k, v in counts.items())}. Tables at **{level}**, "
                 f"{seeds} seed(s).", ""]
 
@@ -155,16 +155,16 @@ def make_report(target: str, opts: ReportOptions) -> Report:
                             [out / f"curve_{metric}_{dataset}.{f}" for f in figure_formats])
     # 5. picture grid
     if "png" in opts.formats:
-        if results.task == "image":
-            dataset = opts.dataset or datasets[0]
-            if dataset not in datasets:
-                raise ConfigError(f"--dataset {dataset!r}: not in the sweep; known: {', '.join(datasets)}")
-            path = _picture_grid(results, at_level, dataset, models, sups, level, out)
-            if path is not None:
-                report.files.append(path)
-                md_parts += [f"![pictures]({path.name})", ""]
+        dataset = opts.dataset or datasets[0]
+        if dataset not in datasets:
+            raise ConfigError(f"--dataset {dataset!r}: not in the sweep; known: {', '.join(datasets)}")
+        path = _picture_grid(results, at_level, dataset, models, sups, level, out)
+        if path is not None:
+            report.files.append(path)
+            md_parts += [f"![pictures]({path.name})", ""]
         else:
-            report.notes.append("picture grid: images only (audio runs keep their waveform plots and WAVs)")
+            report.notes.append(f"picture grid: none for {dataset} (no finished run at {level}, or {results.task.name} "
+                                "trials are not one picture each; their runs keep their own plots)")
 
     # 6. index, notes, MLflow
     md_parts += ["## Notes", ""] + [f"- {n}" for n in report.notes]
@@ -185,22 +185,21 @@ def make_report(target: str, opts: ReportOptions) -> Report:
 
 def _picture_grid(results: SweepResults, at_level: pd.DataFrame, dataset: str, models, sups, level: str,
                   out: Path) -> Optional[Path]:
-    """Step 5: ground truth vs each prediction (lowest seed) from the runs' artifacts."""
+    """Step 5: ground truth vs each prediction (lowest seed) from the runs' artifacts; None when the task's
+    predictions are not one picture (``Task.reference_picture``)."""
     from PIL import Image
 
     from runners.tracking import Tracker
-    from sobolev.data import load_image
 
     rows = at_level[at_level["dataset"] == dataset]
     if rows.empty:
         return None
     seed = int(rows["seed"].min())
     rows = rows[rows["seed"] == seed]
-    first = rows.iloc[0]
-    size = None if first.get("size") is None or pd.isna(first.get("size")) else int(first["size"])
-    truth = load_image(str(first["source"]), size)
-    gt = ((truth.pixels.permute(1, 2, 0).numpy() + 1.0) / 2.0 * 255.0).clip(0, 255).astype(np.uint8)
-    gt = gt[..., 0] if gt.shape[2] == 1 else gt
+    config = next((c for c in rows["config"] if c is not None), None)
+    gt = results.task.reference_picture(config) if config is not None else None
+    if gt is None:
+        return None
     client = Tracker(results.tracking_uri).client
     panels: Dict[tuple, Optional[np.ndarray]] = {}
     captions: Dict[tuple, str] = {}

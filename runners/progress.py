@@ -14,6 +14,7 @@ from rich.table import Table
 from ray.tune import Callback
 
 from runners.console import console
+from runners.contract import pack_keys
 
 
 def _fmt_seconds(s: float) -> str:
@@ -26,13 +27,14 @@ def _fmt_seconds(s: float) -> str:
 class SweepProgress:
     """State of the planned trials (by key) as Tune reports them; rendered by :func:`fit_with_progress`."""
 
-    def __init__(self, total: int, estimate_seconds: float, skipped: int = 0) -> None:
-        self.total = total
+    def __init__(self, names: Dict[str, str], estimate_seconds: float, skipped: int = 0) -> None:
+        self.names = dict(names)
+        """trial key → name of every trial this invocation runs."""
+        self.total = len(self.names)
         self.skipped = skipped
         self.estimate = estimate_seconds
         self.start = time.time()
         self.state: Dict[str, str] = {}
-        self.names: Dict[str, str] = {}
         self.best: Optional[float] = None
         self.best_name = ""
         self.latest: Optional[float] = None
@@ -108,15 +110,8 @@ class _Sink:
             console.print(cls.progress.line())
 
 
-def pack_members(config: Dict) -> List[Dict]:
-    """The planned trials (as dicts) of a Tune trial's config: ``pack``, or ``trial`` before packing existed."""
-    if config.get("pack"):
-        return list(config["pack"])
-    return [config["trial"]] if config.get("trial") else []
-
-
-def _members(trial) -> List[Dict]:
-    return pack_members(trial.config or {})
+def _keys_of(trial) -> List[str]:
+    return pack_keys(trial.config)
 
 
 def _keys(result: Dict, field: str) -> List[str]:
@@ -131,20 +126,18 @@ class ProgressCallback(Callback):
 
     @staticmethod
     def _set(trial, state: str, only_from: tuple = ("running",)) -> None:
-        for m in _members(trial):
-            if _Sink.progress.state.get(m["key"]) in only_from:
-                _Sink.progress.state[m["key"]] = state
+        for key in _keys_of(trial):
+            if _Sink.progress.state.get(key) in only_from:
+                _Sink.progress.state[key] = state
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if _Sink.progress is not None:
-            for m in _members(trial):
-                _Sink.progress.names[m["key"]] = m["name"]
             self._set(trial, "running", (None, "running", "failed"))
             _Sink.refresh()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if _Sink.progress is not None:
-            name = result.get("best_trial") or (_members(trial) or [{"name": trial.trial_id}])[0]["name"]
+            name = result.get("best_trial") or _Sink.progress.names.get(_keys_of(trial)[0], "")
             _Sink.progress.observe(name, result)
             for key in _keys(result, "finished_keys"):
                 _Sink.progress.state[key] = "done"

@@ -1,225 +1,245 @@
-"""Sweep specs: YAML (``yaml.safe_load``) validated with pydantic into typed objects.
+"""Sweep specs: YAML (``yaml.safe_load``) validated into one typed spec (pydantic).
 
 A spec names a sweep, its task, the grid axes (datasets × activations × supervision ×
-sampling × seeds, plus optional ``extra`` axes over any trial field), the fixed trial settings
-(``trial``: a partial task config), resources per trial and run settings.  ``--set
-key.path=value`` overrides any field before validation, Hydra-style.  Every error names the
-file and the key path: ``sweeps/x.yaml: grid.activations[1]: unknown activation 'tanh'; …``.
+sampling × seeds, plus optional ``extra`` axes over any trial field), the fixed trial settings,
+resources per trial and run settings.  The ``trial:`` section *is* the task's config
+(:class:`~sobolev.trainers.config.RegressionConfig` of the task named by ``task:``): the spec is
+a discriminated union over the registered tasks, so an unknown or mistyped trial key is caught
+by the same validation, with the same "did you mean", as every other key.  ``--set
+key.path=value`` overrides any field before validation, Hydra-style.  Every error is a
+:class:`~sobolev.errors.ConfigError` with the file and the key path:
+``sweeps/x.yaml: grid.activations[1]: unknown activation 'tanh'; known: …``.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
-from dataclasses import fields, is_dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence
+from typing import Annotated, Any, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator,
+                      model_validator)
 
+from sobolev.config import Integer, Number, config_error, did_you_mean
 from sobolev.errors import ConfigError
 from sobolev.losses import SUPERVISIONS
-from sobolev.models import parse_model_name
+from sobolev.models import check_model_name
 from sobolev.sampling import Sampling
+from sobolev.tasks import TASKS, Task
+from sobolev.trainers.config import RegressionConfig
 
 AXIS_KEYS = ("dataset", "activation", "supervision", "factor", "ratio", "seed")
+GRID_SET_FIELDS = ("factor", "ratio", "supervision", "seed", "model.activation")
+"""Trial fields the grid axes set (besides the task's data field): not settable under ``trial:``."""
+
+SpecError = ConfigError
+"""A :class:`ConfigError` whose source is a spec file (the name older code imports)."""
 
 
-class SpecError(ConfigError):
-    """A spec that cannot be used; the message names the file and the key path."""
+def _check_supervision(name: str) -> str:
+    return SUPERVISIONS.get(name).name
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class SamplingAxis(Strict):
     """Training sets to sweep: grid factors and/or random ratios."""
 
-    factors: List[int] = Field(default_factory=list, description="Grid factors (::factor), 1..8.")
-    ratios: List[float] = Field(default_factory=list, description="Random fractions of the samples, in (0, 1].")
+    factors: List[Integer] = Field(default_factory=list)
+    """Grid factors (``::factor``), 1..the task's largest."""
+    ratios: List[Number] = Field(default_factory=list)
+    """Random fractions of the samples, in (0, 1]."""
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, ratios: List[float]) -> List[float]:
+        return _each(ratios, lambda ratio: Sampling(ratio=ratio).validate())
 
     @model_validator(mode="after")
     def _not_empty(self) -> "SamplingAxis":
         if not self.factors and not self.ratios:
-            raise ValueError("needs at least one of factors or ratios")
-        for i, f in enumerate(self.factors):
-            try:
-                Sampling(factor=f, max_factor=64).validate()
-            except ConfigError as exc:
-                raise ValueError(f"factors[{i}]: {exc}") from None
-        for i, r in enumerate(self.ratios):
-            try:
-                Sampling(ratio=r).validate()
-            except ConfigError as exc:
-                raise ValueError(f"ratios[{i}]: {exc}") from None
+            raise ConfigError("needs at least one of factors or ratios")
         return self
 
 
 class Grid(Strict):
     """The axes whose product makes the trials."""
 
-    datasets: List[str] = Field(min_length=1, description="Built-in names, files, or Set5-style folders.")
+    datasets: List[str] = Field(min_length=1)
+    """Built-in names, files, or folders (Set5-style image folders, LLFF scenes)."""
     activations: List[str] = Field(default_factory=lambda: ["sine"], min_length=1)
+    """Model names: an activation with an optional ``_<encoding>`` (relu, relu_pe, sine)."""
     supervision: List[str] = Field(default_factory=lambda: ["val", "val_der"], min_length=1)
+    """``val``, ``der``, ``val_der``."""
     sampling: SamplingAxis
-    seeds: List[int] = Field(default_factory=lambda: [0], min_length=1)
-    extra: Dict[str, List[Any]] = Field(default_factory=dict, description="More axes: trial field → values.")
+    """Grid factors and/or random ratios."""
+    seeds: List[Integer] = Field(default_factory=lambda: [0], min_length=1)
+    """One trial per seed."""
+    extra: Dict[str, List[Any]] = Field(default_factory=dict)
+    """More axes: a trial field (dotted, ``model.w0``) → its values."""
 
     @field_validator("activations")
     @classmethod
     def _activations(cls, names: List[str]) -> List[str]:
-        for i, name in enumerate(names):
-            try:
-                parse_model_name(name)
-            except ConfigError as exc:
-                raise ValueError(f"[{i}]: {exc}") from None
-        return names
+        return _each(names, check_model_name)
 
     @field_validator("supervision")
     @classmethod
     def _supervision(cls, names: List[str]) -> List[str]:
-        for i, name in enumerate(names):
-            try:
-                SUPERVISIONS.get(name)
-            except ConfigError as exc:
-                raise ValueError(f"[{i}]: {exc}") from None
-        return names
+        return _each(names, _check_supervision)
 
     @field_validator("extra")
     @classmethod
     def _extra(cls, axes: Dict[str, List[Any]]) -> Dict[str, List[Any]]:
         for key, values in axes.items():
             if not values:
-                raise ValueError(f"{key}: an axis needs at least one value")
+                raise ConfigError("an axis needs at least one value", path=(key,))
         return axes
+
+
+def _each(values: List[Any], check) -> List[Any]:
+    for i, value in enumerate(values):
+        try:
+            check(value)
+        except ConfigError as exc:
+            raise exc.at(i) from None
+    return values
 
 
 class Resources(Strict):
     """What one trial asks Ray for."""
 
-    cpu: float = Field(1.0, gt=0, description="CPUs per trial.")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial; a fraction packs trials onto one GPU.")
+    cpu: Number = Field(1.0, gt=0)
+    """CPUs per trial."""
+    gpu: Number = Field(0.0, ge=0)
+    """GPUs per trial; a fraction puts several trials onto one GPU."""
 
 
 class RunSettings(Strict):
     """How the sweep engine runs the trials."""
 
-    max_concurrent: Optional[int] = Field(None, ge=1, description="At most this many trials at once.")
-    report_every: int = Field(50, ge=1, description="Report metrics to Tune and MLflow every N steps.")
-    checkpoint_every: int = Field(200, ge=1, description="Checkpoint every N steps.")
-    max_failures: int = Field(2, ge=0, description="Retries of a failing trial, from its last checkpoint.")
-    pack: int = Field(
-        1, ge=1, le=1024,
-        description="Train up to K trials of one architecture and point count as one batched network (image, audio).",
-    )
-    fail_once_at_step: Optional[int] = Field(
-        None, ge=1, description="Fault injection for tests: each trial raises once when it reaches this step."
-    )
+    max_concurrent: Optional[Integer] = Field(None, ge=1)
+    """At most this many trials at once."""
+    report_every: Integer = Field(50, ge=1)
+    """Report metrics to Tune and MLflow every N steps."""
+    checkpoint_every: Integer = Field(200, ge=1)
+    """Checkpoint every N steps."""
+    max_failures: Integer = Field(2, ge=0)
+    """Retries of a failing trial, from its last checkpoint."""
+    pack: Integer = Field(1, ge=1, le=1024)
+    """Train up to K trials of one architecture and point count as one batched network."""
 
 
 class SweepSpec(Strict):
-    """A whole sweep."""
+    """A whole sweep.  The registered tasks each get a subclass whose ``task`` and ``trial`` are typed
+    (:func:`spec_class`); a spec is validated as their discriminated union (:func:`parse_spec`)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Also the MLflow experiment name.")
-    task: Literal["image", "audio", "nerf"]
+    task_def: ClassVar[Task]
+    """The task of this spec class (set by :func:`spec_class`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Also the MLflow experiment name."""
+    task: str
+    """The task: image, audio, nerf (or any registered one)."""
     description: str = ""
     grid: Grid
-    trial: Dict[str, Any] = Field(default_factory=dict, description="Fixed settings: a partial task config.")
+    trial: RegressionConfig
+    """Fixed settings of every trial: the task's config, less the fields the grid axes set."""
     resources: Resources = Field(default_factory=Resources)
     run: RunSettings = Field(default_factory=RunSettings)
-    include: List[Dict[str, Any]] = Field(default_factory=list, description="Keep only combinations matching one.")
-    exclude: List[Dict[str, Any]] = Field(default_factory=list, description="Drop combinations matching one.")
+    include: List[Dict[str, Any]] = Field(default_factory=list)
+    """Keep only the combinations that match one of these (axis → value)."""
+    exclude: List[Dict[str, Any]] = Field(default_factory=list)
+    """Drop the combinations that match one of these."""
+
+    @classmethod
+    def grid_set_fields(cls) -> Tuple[str, ...]:
+        """The trial fields set by the grid axes: the task's data field, sampling, supervision, seed, model."""
+        return (cls.task_def.config_class.data_field, *GRID_SET_FIELDS)
+
+    @field_validator("trial", mode="before")
+    @classmethod
+    def _trial_leaves_grid_fields_to_the_grid(cls, given: Any) -> Any:
+        if isinstance(given, Mapping):
+            for path in cls.grid_set_fields():
+                head, _, rest = path.partition(".")
+                node = given.get(head) if rest else given
+                if isinstance(node, Mapping) and (rest or head) in node:
+                    raise ConfigError("set by the grid axes, not here", path=tuple(path.split(".")))
+        return given
 
     @model_validator(mode="after")
-    def _filters_name_axes(self) -> "SweepSpec":
+    def _consistent(self) -> "SweepSpec":
+        task = self.task_def
+        for i, factor in enumerate(self.grid.sampling.factors):
+            try:
+                Sampling(factor=factor, max_factor=task.config_class.max_factor).validate()
+            except ConfigError as exc:
+                raise exc.at("grid", "sampling", "factors", i) from None
+        settable = [p for p in task.config_class.field_paths() if p not in self.grid_set_fields()]
+        for key, values in self.grid.extra.items():
+            where = ("grid", "extra", key)
+            if key in self.grid_set_fields():
+                raise ConfigError("set by the grid axes, not here", path=where)
+            if key not in settable:
+                raise ConfigError(f"unknown {task.config_class.setting_noun}{did_you_mean(key, settable)}; "
+                                  f"known: {', '.join(settable)}", path=where)
+            for i, value in enumerate(values):
+                try:
+                    self.trial.with_changes({key: value})
+                except ConfigError as exc:
+                    raise ConfigError(exc.message, path=(*where, i)) from None
         allowed = list(AXIS_KEYS) + list(self.grid.extra)
         for section in ("include", "exclude"):
             for i, entry in enumerate(getattr(self, section)):
                 for key in entry:
                     if key not in allowed:
-                        raise ValueError(f"{section}[{i}]: unknown axis {key!r}{_did_you_mean(key, allowed)}; "
-                                         f"known: {', '.join(allowed)}")
+                        raise ConfigError(f"unknown axis {key!r}{did_you_mean(key, allowed)}; known: "
+                                          f"{', '.join(allowed)}", path=(section, i))
+        if self.run.pack > 1 and not task.packable:
+            packable = [n for n in TASKS.in_order() if TASKS.get(n).packable]
+            raise ConfigError(f"packing supports tasks {' and '.join(packable)}, not {task.name} (got "
+                              f"{self.run.pack}); set run.pack=1", path=("run", "pack"))
         return self
 
 
-# -- task configs: which trial fields exist -----------------------------------------------
-
-def task_config_class(task: str):
-    from sobolev.trainers import AudioRegressionConfig, ImageRegressionConfig
-    from sobolev.trainers.nerf import NerfConfig
-
-    return {"image": ImageRegressionConfig, "audio": AudioRegressionConfig, "nerf": NerfConfig}[task]
-
-
-GRID_FIELDS = {"image", "audio", "scene", "factor", "ratio", "supervision", "seed"}
-
-
-def trial_field_paths(task: str) -> List[str]:
-    """Every settable field of the task config as a dotted path (``model.w0``), grid fields excluded."""
-    paths = []
-
-    def walk(cls, prefix: str) -> None:
-        for f in fields(cls):
-            default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-            if is_dataclass(default):
-                walk(type(default), f"{prefix}{f.name}.")
-            elif f"{prefix}{f.name}" not in GRID_FIELDS:
-                paths.append(f"{prefix}{f.name}")
-
-    walk(task_config_class(task), "")
-    return [p for p in paths if p != "model.activation"] + (["preset"] if task == "nerf" else [])
+@lru_cache(maxsize=None)
+def spec_class(task: Task) -> Type[SweepSpec]:
+    """The spec of one task: ``task: Literal[<name>]``, ``trial: <the task's config class>``."""
+    cls = create_model(
+        f"{type(task).__name__}SweepSpec",
+        __base__=SweepSpec,
+        task=(Literal[task.name], ...),
+        trial=(task.config_class, Field(default_factory=task.config_class)),
+    )
+    cls.task_def = task
+    return cls
 
 
-# -- loading ---------------------------------------------------------------------------------
-
-def _did_you_mean(key: str, allowed: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(key), list(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _loc(parts: Sequence[Any]) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
+def _spec_union() -> Tuple[TypeAdapter, Dict[str, Type[SweepSpec]]]:
+    classes = {name: spec_class(TASKS.get(name)) for name in TASKS.in_order()}
+    union = Annotated[Union[tuple(classes.values())], Field(discriminator="task")]  # type: ignore[misc]
+    return TypeAdapter(union), classes
 
 
-def _allowed_keys(model: type, loc: Sequence[Any]) -> List[str]:
-    """The keys a pydantic model accepts at ``loc`` (for 'did you mean')."""
-    cls = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = cls.model_fields.get(part)
-        ann = getattr(field, "annotation", None)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            cls = ann
-        else:
-            return []
-    return list(cls.model_fields)
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = list(err["loc"])
-    if err["type"] == "extra_forbidden":
-        key = loc[-1]
-        allowed = _allowed_keys(SweepSpec, loc)
-        return f"{_loc(loc)}: unknown key{_did_you_mean(key, allowed)}; known: {', '.join(allowed)}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
-        return f"{_loc(loc)}: missing required key"
-    # errors raised inside list validators carry their own "[i]: " prefix
-    m = re.match(r"^(\[\d+\]|\w+\[\d+\]|\w+): (.*)$", msg)
-    if m and err["type"] == "value_error":
-        sub = m.group(1)
-        path = _loc(loc) + (sub if sub.startswith("[") else f".{sub}") if loc else sub
-        return f"{path}: {m.group(2)}"
-    given = err.get("input")
-    shown = "" if isinstance(given, (dict, list)) else f" (got {given!r})"
-    return f"{_loc(loc)}: {msg}{shown}"
+def parse_spec(raw: Mapping[str, Any]) -> SweepSpec:
+    """Validate a raw spec mapping; a :class:`ConfigError` with the key path of the first bad value."""
+    adapter, classes = _spec_union()
+    try:
+        return adapter.validate_python(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            if err["type"] == "union_tag_not_found":
+                raise ConfigError("missing required key", path=("task",)) from None
+            tags = [repr(n) for n in classes]
+            allowed = f"{', '.join(tags[:-1])} or {tags[-1]}" if len(tags) > 1 else tags[0]
+            raise ConfigError(f"Input should be {allowed} (got {err['ctx']['tag']!r})", path=("task",)) from None
+        tag = err["loc"][0] if err["loc"] else None
+        raise config_error(exc, classes.get(tag, SweepSpec), skip=1 if tag in classes else 0) from None
 
 
 def apply_override(raw: Dict[str, Any], assignment: str) -> None:
@@ -245,56 +265,31 @@ def apply_override(raw: Dict[str, Any], assignment: str) -> None:
     node[keys[-1]] = value
 
 
-def _check_trial_fields(spec: SweepSpec) -> None:
-    allowed = trial_field_paths(spec.task)
-
-    def flatten(d: Dict[str, Any], prefix: str = "") -> List[str]:
-        out = []
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out += flatten(v, f"{prefix}{k}.")
-            else:
-                out.append(f"{prefix}{k}")
-        return out
-
-    for section, keys in (("trial", flatten(spec.trial)), ("grid.extra", list(spec.grid.extra))):
-        for key in keys:
-            if key in GRID_FIELDS or key == "model.activation":
-                raise ConfigError(f"{section}.{key}: set by the grid axes, not here")
-            if key not in allowed:
-                raise ConfigError(
-                    f"{section}.{key}: unknown {spec.task} trial setting{_did_you_mean(key, allowed)}; "
-                    f"known: {', '.join(allowed)}"
-                )
-
-
-def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
-    """Read, override and validate a spec; every error is a :class:`SpecError` naming ``path``."""
-    path = Path(path)
+def read_spec_text(path: str | Path) -> str:
     try:
-        text = path.read_text()
+        return Path(path).read_text()
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read spec: {exc.strerror or exc}", source=str(path)) from None
+
+
+def parse_spec_text(text: str, source: str, overrides: Sequence[str] = ()) -> SweepSpec:
+    """YAML text (+ ``--set`` overrides) → the typed spec; errors name ``source`` and the key path."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        raise SpecError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"not valid YAML{line}: {getattr(exc, 'problem', exc)}", source=source) from None
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: a spec is a YAML mapping with keys name, task, grid, …")
+        raise ConfigError("a spec is a YAML mapping with keys name, task, grid, …", source=source)
     try:
         for assignment in overrides:
             apply_override(raw, assignment)
-        spec = SweepSpec.model_validate(raw)
-        _check_trial_fields(spec)
-        if spec.run.pack > 1 and spec.task == "nerf":
-            raise ConfigError(f"run.pack: packing supports tasks image and audio, not nerf (got {spec.run.pack}); "
-                              "set run.pack=1")
-    except ValidationError as exc:
-        raise SpecError(f"{path}: {format_validation_error(exc)}") from None
-    except SpecError:
-        raise
+        return parse_spec(raw)
     except ConfigError as exc:
-        raise SpecError(f"{path}: {exc}") from None
-    return spec
+        raise exc.in_source(source) from None
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
+    """Read, override and validate a spec file; every error is a :class:`ConfigError` naming ``path``."""
+    return parse_spec_text(read_spec_text(path), str(path), overrides)

@@ -17,28 +17,31 @@ and the same parent run.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import yaml
 from rich.table import Table
 
+from runners.cluster import connect_ray, shutdown_ray
 from runners.console import console, out
-from runners.plan import PlannedTrial, SweepPlan, estimate_seconds, pack_trials, plan_sweep
-from runners.progress import ProgressCallback, SweepProgress, fit_with_progress, pack_members
-from runners.spec import SpecError, SweepSpec, load_spec
+from runners.contract import PACK, PackNames, SweepTrials, TrialContext, pack_dirname, pack_keys
+from runners.estimate import estimate_seconds
+from runners.plan import PlannedTrial, SweepPlan, pack_trials, plan_sweep
+from runners.progress import ProgressCallback, SweepProgress, fit_with_progress
+from runners.spec import SweepSpec, parse_spec_text, read_spec_text
 from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, resolve_tracking_uri, store_exists
+from sobolev.config import flatten
 from sobolev.errors import ConfigError
 
 STATE_FILE = "latest.json"
+STATE_FORMAT = 2
+"""Format of the Tune state a ``resume`` can restore: 2 = member keys as configs, typed trials through
+``tune.with_parameters`` (``runners.contract``)."""
 
 
 @dataclass
@@ -101,22 +104,23 @@ def experiment_shape(spec: SweepSpec) -> Dict[str, Any]:
 
 def prepare(spec_path: str, opts: SweepOptions):
     """Steps 1–3: everything that can fail on bad input, with no writes anywhere."""
-    spec = load_spec(spec_path, opts.overrides)
+    text = read_spec_text(spec_path)
+    spec = parse_spec_text(text, spec_path, opts.overrides)
     plan = plan_sweep(spec, spec_path)
     try:
         uri = resolve_tracking_uri(opts.tracking_uri)
         check_reachable(uri)
     except ConfigError as exc:
-        raise ConfigError(f"--tracking-uri: {exc}") from None
+        raise exc.in_source("--tracking-uri") from None
     tracker = Tracker(uri)
     exp_id = None
     if store_exists(uri):  # reading a sqlite store that is not there would create it
         try:
             exp_id = tracker.check_shape(spec.name, experiment_shape(spec))
         except ConfigError as exc:
-            raise SpecError(f"{spec_path}: name: {exc}") from None
+            raise ConfigError(exc.message, path=("name",), source=spec_path) from None
     finished = tracker.finished_trial_keys(exp_id)
-    return spec, plan, uri, tracker, exp_id, finished
+    return text, plan, uri, tracker, exp_id, finished
 
 
 def storage_root(opts: SweepOptions, spec: SweepSpec) -> Path:
@@ -133,7 +137,8 @@ def concurrency(spec: SweepSpec, opts: SweepOptions, cpus: int) -> int:
 
 def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
     """``sobolev-sweep plan``: the trials, their count, which are finished, and the cost."""
-    spec, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
+    _, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
+    spec = plan.spec
     conc = concurrency(spec, opts, os.cpu_count() or 1)
     table = Table(title=f"sweep {spec.name!r} ({spec.task}) — {spec_path}")
     for col in ("#", "trial", "trial_key", "points", "steps", "est. s", "in MLflow"):
@@ -147,7 +152,7 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
             total_est += est
             todo += 1
         if i < 40 or len(plan.trials) <= 60:
-            table.add_row(str(i + 1), t.name, t.key, str(t.points), str(t.config["steps"]), f"{est:.1f}",
+            table.add_row(str(i + 1), t.name, t.key, str(t.points), str(t.config.steps), f"{est:.1f}",
                           "[green]FINISHED[/]" if done else "")
     out.print(table)
     if len(plan.trials) > 60:
@@ -167,72 +172,11 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
     return plan
 
 
-# -- Ray ---------------------------------------------------------------------------------------
-
-def check_address(address: str, timeout: float = 3.0) -> None:
-    """An unreachable ``--address`` fails in seconds with the cause."""
-    if address == "auto" or address.startswith("ray://"):
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"--address {address}: cannot reach the Ray cluster: {exc.strerror or exc}") from None
-
-
-def connect_ray(spec: SweepSpec, opts: SweepOptions, spec_path: str) -> Dict[str, float]:
-    """Step 4: start or join Ray; refuse resources the cluster does not have."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    import ray
-
-    if opts.address:
-        check_address(opts.address)
-        try:
-            ray.init(address=opts.address, log_to_driver=False, logging_level="ERROR")
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"--address {opts.address}: {str(exc).splitlines()[0]}") from None
-    else:
-        from runners.reaper import start_reaper
-
-        start_reaper()  # exits by itself once this driver is gone, removing what Ray left behind
-        try:
-            import torch
-
-            gpus = torch.cuda.device_count()
-        except Exception:  # pragma: no cover
-            gpus = 0
-        ray.init(
-            num_cpus=os.cpu_count(),
-            num_gpus=gpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            object_store_memory=256 * 1024 * 1024,
-        )
-    resources = ray.cluster_resources()
-    if spec.resources.gpu > 0 and resources.get("GPU", 0) < spec.resources.gpu:
-        ray.shutdown()
-        raise SpecError(
-            f"{spec_path}: resources.gpu: {spec.resources.gpu} GPU per trial requested, but the Ray cluster has "
-            f"{resources.get('GPU', 0):g} GPU (CPU {resources.get('CPU', 0):g}); set resources.gpu=0"
-        )
-    if resources.get("CPU", 0) < spec.resources.cpu:
-        ray.shutdown()
-        raise SpecError(
-            f"{spec_path}: resources.cpu: {spec.resources.cpu} CPU per trial requested, the cluster has "
-            f"{resources.get('CPU', 0):g}"
-        )
-    return resources
-
-
 # -- run / resume --------------------------------------------------------------------------------
 
-def _trainable(spec: SweepSpec):
+def _trainable(spec: SweepSpec, trials: SweepTrials):
+    """``sobolev_trial`` with the invocation's typed trials (``tune.with_parameters``: one copy in Ray's object
+    store) and the spec's resources per Tune trial."""
     from ray import tune
 
     from runners.trial import sobolev_trial
@@ -240,23 +184,11 @@ def _trainable(spec: SweepSpec):
     resources = {"cpu": spec.resources.cpu}
     if spec.resources.gpu:
         resources["gpu"] = spec.resources.gpu
-    return tune.with_resources(sobolev_trial, resources)
-
-
-def pack_name(members: List[Dict[str, Any]]) -> str:
-    """A Tune trial's name: its one member's name, or the first member's and how many more."""
-    return members[0]["name"] + (f" +{len(members) - 1}" if len(members) > 1 else "")
-
-
-def _trial_name(trial) -> str:
-    return pack_name(pack_members(trial.config))
+    return tune.with_resources(tune.with_parameters(sobolev_trial, sweep=trials), resources)
 
 
 def _trial_dirname(trial) -> str:
-    keys = [m["key"] for m in pack_members(trial.config)]
-    if len(keys) == 1:
-        return keys[0]
-    return "pack-" + hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]
+    return pack_dirname(trial.config)
 
 
 def _live(opts: SweepOptions) -> bool:
@@ -274,15 +206,15 @@ def _read_state(root: Path, spec_path: str) -> Dict[str, Any]:
     try:
         return json.loads((root / STATE_FILE).read_text())
     except FileNotFoundError:
-        raise ConfigError(
-            f"{spec_path}: nothing to resume: no sweep state in {root} (start it with `sobolev-sweep run {spec_path}`)"
-        ) from None
+        raise ConfigError(f"nothing to resume: no sweep state in {root} (start it with "
+                          f"`sobolev-sweep run {spec_path}`)", source=spec_path) from None
 
 
 def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     """``sobolev-sweep run``: steps 1–6."""
     t_start = time.time()
-    spec, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
+    spec_text, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
+    spec = plan.spec
     todo = [t for t in plan.trials if opts.rerun or t.key not in finished]
     skipped = len(plan.trials) - len(todo)
     outcome = SweepOutcome(spec=spec, planned=len(plan.trials), skipped=skipped, tracking_uri=uri)
@@ -291,7 +223,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
                   "nothing to run (--rerun forces)", soft_wrap=True)
         return outcome
     outcome.phases["prepare"] = time.time() - t_start
-    resources = connect_ray(spec, opts, spec_path)
+    resources = connect_ray(spec, opts.address, spec_path)
     outcome.phases["ray_start"] = time.time() - t_start - outcome.phases["prepare"]
     try:
 
@@ -302,84 +234,85 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
             exp_id,
             f"{spec.name}-{invocation}",
             {"spec": spec_path, "task": spec.task, "trials": len(todo), "skipped": skipped,
-             **{f"trial.{k}": v for k, v in spec.trial.items()}},
+             **flatten(spec.trial.model_dump(exclude_unset=True), "trial.")},
             {"sobolev.spec_path": str(Path(spec_path).resolve()), "sobolev.overrides": " ".join(opts.overrides)},
         )
-        tracker.client.log_text(parent, yaml.safe_dump(spec.model_dump(), sort_keys=False), "spec.yaml")
+        tracker.log_plan(parent, spec_text, list(opts.overrides), [t.summary() for t in plan.trials])
         outcome.parent_run_id = parent
         root = storage_root(opts, spec)
-        ctx = _trial_context(spec, uri, exp_id, parent, resources)
+        ctx = _trial_context(spec, uri, exp_id, parent)
         conc = concurrency(spec, opts, int(resources.get("CPU", 1)))
         tuner = _new_tuner(spec, todo, ctx, root, invocation, conc)
         _write_state(root, {
-            "experiment_path": str(root / invocation), "parent_run_id": parent, "experiment_id": exp_id,
-            "tracking_uri": uri, "spec_path": str(Path(spec_path).resolve()), "overrides": list(opts.overrides),
+            "format": STATE_FORMAT, "experiment_path": str(root / invocation), "parent_run_id": parent,
+            "experiment_id": exp_id, "tracking_uri": uri, "spec_path": str(Path(spec_path).resolve()),
+            "overrides": list(opts.overrides),
             "trial_keys": [t.key for t in todo], "started": t_start,
         })
         estimate = sum(estimate_seconds(t) for t in todo) / conc
-        progress = SweepProgress(len(todo), estimate, skipped)
+        progress = SweepProgress({t.key: t.name for t in todo}, estimate, skipped)
         t_tune = time.time()
         outcome.phases["launch"] = t_tune - t_start - outcome.phases["prepare"] - outcome.phases["ray_start"]
         completed = fit_with_progress(tuner, progress, _live(opts))
         outcome.phases["tune"] = time.time() - t_tune
         return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
     finally:
-        _shutdown_ray()
+        shutdown_ray()
 
 
 def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     """``sobolev-sweep resume``: continue the latest invocation of the spec where it stopped."""
     t_start = time.time()
-    spec = load_spec(spec_path, opts.overrides)
+    spec = parse_spec_text(read_spec_text(spec_path), spec_path, opts.overrides)
     root = storage_root(opts, spec)
     state = _read_state(root, spec_path)
     uri = state["tracking_uri"]
     if opts.tracking_uri and resolve_tracking_uri(opts.tracking_uri) != uri:
-        raise ConfigError(f"--tracking-uri: the sweep being resumed logs to {uri}")
+        raise ConfigError(f"the sweep being resumed logs to {uri}", source="--tracking-uri")
     check_reachable(uri)
     tracker = Tracker(uri)
     exp_id, parent = state["experiment_id"], state["parent_run_id"]
-    plan = plan_sweep(load_spec(state["spec_path"], state["overrides"]), state["spec_path"])
+    plan = plan_sweep(parse_spec_text(read_spec_text(state["spec_path"]), state["spec_path"], state["overrides"]),
+                      state["spec_path"])
     todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
     outcome = SweepOutcome(spec=spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent)
-    resources = connect_ray(spec, opts, spec_path)
+    resources = connect_ray(spec, opts.address, spec_path)
     try:
         from ray import tune
 
         tracker.client.update_run(parent, status="RUNNING")
         path = state["experiment_path"]
         done = {r.data.tags.get(TAG_KEY) for r in tracker.children(exp_id, parent) if r.info.status == "FINISHED"}
-        if tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(path, trainable=_trainable(spec), resume_errored=True)
-        else:  # the driver died before Tune saved any state: start the unfinished trials afresh
+        ctx = _trial_context(plan.spec, uri, exp_id, parent)
+        if state.get("format") == STATE_FORMAT and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable=_trainable(plan.spec, SweepTrials.of(todo, ctx)),
+                                       resume_errored=True)
+        else:  # no Tune state (the driver died first), or one of an older version: start the unfinished afresh
             pending = [t for t in todo if t.key not in done]
-            ctx = _trial_context(spec, uri, exp_id, parent, resources)
             conc = concurrency(spec, opts, int(resources.get("CPU", 1)))
-            tuner = _new_tuner(spec, pending, ctx, root, Path(path).name, conc)
-        progress = SweepProgress(len(todo), 0.0, 0)
+            tuner = _new_tuner(plan.spec, pending, ctx, root, Path(path).name, conc)
+        progress = SweepProgress({t.key: t.name for t in todo}, 0.0, 0)
         for key in done:  # finished before the interruption: counted, not re-run
             progress.state[key] = "done"
         completed = fit_with_progress(tuner, progress, _live(opts))
         return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
     finally:
-        _shutdown_ray()
+        shutdown_ray()
 
 
-def _new_tuner(spec: SweepSpec, trials: List[PlannedTrial], ctx: Dict[str, Any], root: Path, name: str,
+def _new_tuner(spec: SweepSpec, trials: List[PlannedTrial], ctx: TrialContext, root: Path, name: str,
                concurrent: int):
     """A Tuner over ``trials`` (a grid of packs of planned trials, ``run.pack`` each), resumable from ``root / name``."""
     from ray import tune
 
+    packs = [[t.key for t in pack] for pack in pack_trials(trials, spec.run.pack)]
     return tune.Tuner(
-        _trainable(spec),
-        param_space={
-            "pack": tune.grid_search([[t.to_dict() for t in pack] for pack in pack_trials(trials, spec.run.pack)]),
-            "ctx": ctx,
-        },
+        _trainable(spec, SweepTrials.of(trials, ctx)),
+        param_space={PACK: tune.grid_search(packs)},
         tune_config=tune.TuneConfig(
             reuse_actors=True,
             max_concurrent_trials=concurrent,
-            trial_name_creator=_trial_name,
+            trial_name_creator=PackNames({t.key: t.name for t in trials}),
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
@@ -393,16 +326,10 @@ def _new_tuner(spec: SweepSpec, trials: List[PlannedTrial], ctx: Dict[str, Any],
     )
 
 
-def _trial_context(spec: SweepSpec, uri: str, exp_id: str, parent: str, resources) -> Dict[str, Any]:
-    return {
-        "tracking_uri": uri,
-        "experiment_id": exp_id,
-        "parent_run_id": parent,
-        "report_every": spec.run.report_every,
-        "checkpoint_every": spec.run.checkpoint_every,
-        "fail_once_at_step": spec.run.fail_once_at_step,
-        "cpus": spec.resources.cpu,
-    }
+def _trial_context(spec: SweepSpec, uri: str, exp_id: str, parent: str) -> TrialContext:
+    return TrialContext(tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent,
+                        report_every=spec.run.report_every, checkpoint_every=spec.run.checkpoint_every,
+                        cpus=spec.resources.cpu)
 
 
 def _tune_errors(tuner) -> Dict[str, str]:
@@ -413,9 +340,9 @@ def _tune_errors(tuner) -> Dict[str, str]:
     except Exception:  # pragma: no cover - no results when interrupted very early
         return errors
     for result in grid:
-        if result.error is not None:
-            for member in pack_members(result.config or {}):
-                errors[member["key"]] = str(result.error).strip().splitlines()[-1][:500]
+        if result.error is not None and result.config:
+            for key in pack_keys(result.config):
+                errors[key] = str(result.error).strip().splitlines()[-1][:500]
     return errors
 
 
@@ -465,74 +392,3 @@ def _finish(outcome: SweepOutcome, tracker: Tracker, exp_id: str, parent: str, t
     }], int(time.time() * 1000))
     tracker.finish(parent, parent_status)
     return outcome
-
-
-def _shutdown_ray() -> None:
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-
-
-def _fmt(value, digits: int = 2) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def _trial_table(outcome: SweepOutcome) -> Table:
-    table = Table(title=f"sweep {outcome.spec.name!r}: {outcome.count('FINISHED')} finished, "
-                        f"{outcome.count('FAILED')} failed, {outcome.count('INTERRUPTED')} interrupted, "
-                        f"{outcome.count('PENDING')} not started, {outcome.skipped} skipped")
-    for col in ("trial", "status", "test PSNR", "test SSIM", "train s", "failure"):
-        table.add_column(col)
-    for r in sorted(outcome.rows, key=lambda r: (r["status"] != "FAILED", r["trial"])):
-        color = {"FINISHED": "green", "FAILED": "red"}.get(r["status"], "yellow")
-        table.add_row(r["trial"], f"[{color}]{r['status']}[/]", _fmt(r["test_psnr"]), _fmt(r["test_ssim"], 3),
-                      _fmt(r["train_seconds"], 1), r["failure"][:80])
-    return table
-
-
-def _grouped_table(outcome: SweepOutcome) -> Table:
-    """Many trials: mean ± std of held-out PSNR per model × supervision × sampling level."""
-    import pandas as pd
-
-    frame = pd.DataFrame(outcome.rows)
-    sampling = "axis.factor" if "axis.factor" in frame else "axis.ratio"
-    if "axis.factor" in frame and "axis.ratio" in frame:
-        frame["sampling"] = frame["axis.factor"].map(lambda f: f"f{f:g}" if pd.notna(f) else None).fillna(
-            frame["axis.ratio"].map(lambda r: f"r{r:g}" if pd.notna(r) else None))
-        sampling = "sampling"
-    keys = ["axis.activation", "axis.supervision", sampling]
-    table = Table(title=f"sweep {outcome.spec.name!r}: {outcome.count('FINISHED')} finished, "
-                        f"{outcome.count('FAILED')} failed, {outcome.count('INTERRUPTED')} interrupted, "
-                        f"{outcome.count('PENDING')} not started, {outcome.skipped} skipped — "
-                        "held-out PSNR over datasets and seeds")
-    for col in ("model", "supervision", sampling.removeprefix("axis."), "finished", "test PSNR", "test SSIM"):
-        table.add_column(col, justify="right")
-    for key, group in frame.groupby(keys, sort=True):
-        done = group[group["status"] == "FINISHED"]
-        psnr = done["test_psnr"].astype(float)
-        ssim = done["test_ssim"].astype(float)
-        table.add_row(*[str(k) for k in key], f"{len(done)}/{len(group)}",
-                      f"{psnr.mean():.2f} ± {psnr.std(ddof=0):.2f}" if len(done) else "—",
-                      f"{ssim.mean():.3f}" if len(done) else "—")
-    return table
-
-
-def print_summary(outcome: SweepOutcome, spec_path: str) -> None:
-    if outcome.rows:
-        out.print(_trial_table(outcome) if len(outcome.rows) <= 24 else _grouped_table(outcome))
-        failed = [r for r in outcome.rows if r["status"] == "FAILED"]
-        if len(outcome.rows) > 24 and failed:
-            out.print(f"[red]{len(failed)} failed:[/] " + "; ".join(f"{r['trial']}: {r['failure']}" for r in failed[:10]))
-    if outcome.wall_seconds:
-        share = outcome.train_seconds / outcome.wall_seconds if outcome.wall_seconds else float("nan")
-        out.print(f"{outcome.planned - outcome.skipped} trials in {outcome.wall_seconds:.1f} s wall time; training "
-                  f"time summed over trials {outcome.train_seconds:.1f} s ({share:.2f}× the wall time)", soft_wrap=True)
-    if not outcome.complete:
-        out.print(f"[yellow]interrupted[/]: resume with  sobolev-sweep resume {spec_path}", soft_wrap=True)
-    if outcome.tracking_uri.startswith("http"):
-        out.print(f"open {outcome.tracking_uri} in a browser")
-    else:
-        out.print("open the MLflow UI with:\n"
-                  f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000\n"
-                  f"  (or: sobolev-sweep ui --tracking-uri {outcome.tracking_uri})", soft_wrap=True)

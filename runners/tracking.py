@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlparse
 
+from sobolev.config import flatten
 from sobolev.errors import ConfigError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -34,6 +35,8 @@ TAG_SHAPE = "sobolev.shape"
 TAG_FAILURE = "sobolev.failure"
 TAG_DIVERGED = "sobolev.diverged"
 PARENT = "mlflow.parentRunId"
+SPEC_ARTIFACT = "spec.yaml"
+PLAN_ARTIFACT = "plan.json"
 
 
 def diverged(run) -> bool:
@@ -85,16 +88,6 @@ def artifact_location(uri: str, experiment: str) -> Optional[str]:
         db = Path(uri[len("sqlite:///") :])
         return (db.parent / "mlartifacts" / experiment).as_uri()
     return None
-
-
-def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def store_exists(uri: str) -> bool:
@@ -179,6 +172,23 @@ class Tracker:
         run = self.client.create_run(exp_id, run_name=name, tags={TAG_KIND: "sweep", **tags})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def log_plan(self, parent_id: str, spec_text: str, overrides: List[str], trials: List[Dict[str, Any]]) -> None:
+        """What an invocation ran: the spec file as written (``spec.yaml``) and its plan (``plan.json``:
+        the ``--set`` overrides and every planned trial's key, name and axes)."""
+        self.client.log_text(parent_id, spec_text, SPEC_ARTIFACT)
+        self.client.log_text(parent_id, json.dumps({"overrides": overrides, "trials": trials}), PLAN_ARTIFACT)
+
+    def planned_trials(self, parent_id: str) -> Optional[List[Dict[str, Any]]]:
+        """The planned trials :meth:`log_plan` recorded for a parent run (None before that existed)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.client.download_artifacts(parent_id, PLAN_ARTIFACT, tmp)
+            except Exception:  # an older parent run, or a store that lost the file
+                return None
+            return json.loads(Path(local).read_text())["trials"]
 
     def open_child(self, exp_id: str, parent_id: str, key: str, name: str, params: Dict[str, Any],
                    tags: Dict[str, str]) -> Tuple[Any, bool]:

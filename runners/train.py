@@ -1,6 +1,6 @@
 """One trial, locally, from the command line: the debugging tool (``sobolev-sweep train``).
 
-Builds the task config from the options, trains with a progress bar, optionally resumes from
+Takes the task config built from the options, trains with a progress bar, optionally resumes from
 and writes a checkpoint, then writes ``--json`` and the pictures of ``--out``.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional
 from rich.table import Table
 
 from runners.console import console, training_progress
+from sobolev.tasks import task_of
 from sobolev.trainers import Progress, TrialResult, load_checkpoint, save_checkpoint
-from sobolev.visualize import save_artifacts
 
 
 def _fmt(value: float) -> str:
@@ -56,7 +56,7 @@ def run_trial(
         json_path = Path(json_path)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({**summary, "history": result.history}, indent=2, allow_nan=True) + "\n")
-    written = save_artifacts(result, Path(out_dir)) if out_dir is not None else []
+    written = task_of(config).save_artifacts(result, Path(out_dir)) if out_dir is not None else []
     console.print(summary_table(summary))
     for path in [json_path, *written]:
         if path is not None:

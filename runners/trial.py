@@ -13,34 +13,46 @@ Algorithm (per Tune trial, on whichever node Ray places it):
   4. When a member ends: its final metrics, artifacts (pictures, config YAML), run FINISHED.  A
      diverging member ends FAILED with its reason and is not retried (divergence is
      deterministic); the rest of its pack trains on.
+
+The worker receives the typed :class:`~runners.contract.SweepTrials` the driver built (through
+``tune.with_parameters``): it trains the planned configs as they are, never rebuilding or
+re-validating them.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import yaml
 
+from runners.contract import SweepTrials, TrialContext
 from runners.plan import PlannedTrial
-from runners.progress import pack_members
 from runners.tracking import TAG_DIVERGED, TAG_FAILURE, Tracker, diverged
 
 LEGACY_CHECKPOINT = "trainer.pt"  # the one file of a checkpoint written before packing existed
+FAIL_ONCE_AT_STEP = "SOBOLEV_TEST_FAIL_ONCE_AT_STEP"
+"""Test-only fault injection (tests/README.md): every Tune trial raises once on reaching this step."""
 FAILURE_MARKER = "injected_failure_done"
 
 
 class InjectedFailure(RuntimeError):
-    """Raised once per trial when ``run.fail_once_at_step`` is set (fault-injection tests)."""
+    """Raised once per Tune trial when ``$SOBOLEV_TEST_FAIL_ONCE_AT_STEP`` is set (fault-injection tests)."""
 
 
-def trial_params(trial: PlannedTrial) -> Dict[str, Any]:
-    """What a child run records as params: grid coordinates, the full config, the key."""
-    return {"trial_key": trial.key, "task": trial.task, **{f"axis.{k}": v for k, v in trial.axes.items()},
-            **trial.config}
+def _injected_failure_step() -> Optional[int]:
+    value = os.environ.get(FAIL_ONCE_AT_STEP)
+    return int(value) if value else None
+
+
+def trial_params(trial: PlannedTrial) -> Dict[str, str]:
+    """What a child run records as params: the key, the task, the grid coordinates, the full config."""
+    return {"trial_key": trial.key, "task": trial.task.name, **{f"axis.{k}": v for k, v in trial.axes.items()},
+            **trial.config.to_params()}
 
 
 class BatchedMetrics:
@@ -61,15 +73,15 @@ class BatchedMetrics:
             self.rows = []
 
 
-def sobolev_trial(config: Dict[str, Any]) -> None:
-    """The Ray Tune function trainable (``tune.report`` / ``tune.get_checkpoint``, Ray 2.60)."""
+def sobolev_trial(config: Dict[str, Any], sweep: SweepTrials) -> None:
+    """The Ray Tune function trainable (``tune.report`` / ``tune.get_checkpoint``, Ray 2.60): the members
+    named by ``config`` (``runners.contract.PACK``), looked up in ``sweep``."""
     import torch
     from ray import tune
 
-    ctx = config["ctx"]
-    torch.set_num_threads(max(1, int(ctx.get("cpus", 1))))
-    members = [PlannedTrial.from_dict(d) for d in pack_members(config)]
-    pack = TrialPack(members, ctx, Tracker(ctx["tracking_uri"]))
+    ctx = sweep.context
+    torch.set_num_threads(max(1, int(ctx.cpus)))
+    pack = TrialPack(sweep.members(config), ctx, Tracker(ctx.tracking_uri))
     if not pack.open_runs():
         tune.report({**pack.summary(), "already_finished": 1})
         return
@@ -86,7 +98,7 @@ def sobolev_trial(config: Dict[str, Any]) -> None:
 class TrialPack:
     """The members of one Tune trial: their child runs, trainers, metric buffers and reports."""
 
-    def __init__(self, members: List[PlannedTrial], ctx: Dict[str, Any], tracker: Tracker) -> None:
+    def __init__(self, members: List[PlannedTrial], ctx: TrialContext, tracker: Tracker) -> None:
         self.members, self.ctx, self.tracker = members, ctx, tracker
         self.run_ids: Dict[str, str] = {}
         self.finished: List[str] = []
@@ -107,7 +119,7 @@ class TrialPack:
         tags = {"sobolev.node": socket.gethostname(), "sobolev.node_ip": _node_ip(),
                 "sobolev.pack_size": str(len(self.members))}
         for t in self.members:
-            run, created = self.tracker.open_child(self.ctx["experiment_id"], self.ctx["parent_run_id"], t.key,
+            run, created = self.tracker.open_child(self.ctx.experiment_id, self.ctx.parent_run_id, t.key,
                                                    t.name, trial_params(t), tags)
             self.run_ids[t.key] = run.info.run_id
             if run.info.status == "FINISHED":
@@ -125,7 +137,7 @@ class TrialPack:
         from sobolev.trainers import load_checkpoint
 
         t0 = time.perf_counter()
-        self.trainers = [t.build_config().setup() for t in self.todo]
+        self.trainers = [t.config.setup() for t in self.todo]
         self.setup_seconds = (time.perf_counter() - t0) / len(self.todo)  # data, targets, model: per member
         if checkpoint is not None:
             with checkpoint.as_directory() as d:
@@ -165,18 +177,18 @@ class TrialPack:
         if all(ev.progress.final for ev in events):
             return
         self.step = max(ev.progress.step for ev in events)
-        fail_at = self.ctx.get("fail_once_at_step")
+        fail_at = _injected_failure_step()
         if fail_at and self.step >= fail_at and not (trial_dir / FAILURE_MARKER).exists():
             (trial_dir / FAILURE_MARKER).write_text(str(self.step))
             self.flush()
             raise InjectedFailure(f"injected failure at step {self.step}")
-        if self.step - self.last["report"] < self.ctx["report_every"]:
+        if self.step - self.last["report"] < self.ctx.report_every:
             return
         self.last["report"] = self.step
         self.flush()
         # the first member's latest metrics; the best finished member's PSNR (and name) wins over them
         report = {**{k: v for k, v in events[0].progress.metrics.items() if k != "step"}, **self.summary()}
-        if self.step - self.last["checkpoint"] < self.ctx["checkpoint_every"]:
+        if self.step - self.last["checkpoint"] < self.ctx.checkpoint_every:
             tune.report(report)
             return
         self.last["checkpoint"] = self.step
@@ -189,7 +201,6 @@ class TrialPack:
     # 4. a member ends: FINISHED with artifacts, or FAILED by divergence (not retried)
     def on_end(self, index: int, outcome) -> None:
         from sobolev.errors import TrialDiverged
-        from sobolev.visualize import save_artifacts
 
         t0 = time.perf_counter()
         t, log = self.todo[index], self.logs[index]
@@ -205,11 +216,10 @@ class TrialPack:
                  "report_seconds": self.report_seconds,
                  "eval_seconds": outcome.eval_seconds}
         with tempfile.TemporaryDirectory() as d:
-            save_artifacts(outcome, Path(d))
-            (Path(d) / "config.yaml").write_text(
-                yaml.safe_dump({"trial_key": t.key, "task": t.task, "axes": t.axes, "config": t.config},
-                               sort_keys=False)
-            )
+            t.task.save_artifacts(outcome, Path(d))
+            (Path(d) / "config.yaml").write_text(yaml.safe_dump(
+                {"trial_key": t.key, "task": t.task.name, "axes": t.axes, "config": t.config.model_dump(mode="json")},
+                sort_keys=False))
             self.tracker.client.log_artifacts(run_id, d)
         final["finish_seconds"] = time.perf_counter() - t0  # final evaluation excluded: artifacts and MLflow
         self.tracker.log_metrics(run_id, [{"step": outcome.steps, **final}], int(time.time() * 1000))

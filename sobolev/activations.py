@@ -2,7 +2,7 @@
 
 An activation is registered as a factory ``(w0: float) -> Activation``.  Besides its forward
 pass, an :class:`Activation` knows how the paper initialises the ``nn.Linear`` in front of it
-(PROTOCOL.md, "Common to every task"), because the init only makes sense for one activation.
+(docs/protocol.md, "Common to every task"), because the init only makes sense for one activation.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Derivative targets: normalised first-order finite differences of the signal (kornia).
 
 The paper approximates image derivatives with ``kornia.filters.spatial_gradient(mode,
-order=1, normalized=True)`` on the full-resolution image (PROTOCOL.md, "Image regression").
+order=1, normalized=True)`` on the full-resolution image (docs/protocol.md, "Image regression").
 Normalised kernels give "per pixel" units: ``diff`` is ``(f[x+1] - f[x-1]) / 2``, ``sobel``
 the same smoothed over the three neighbouring rows.  Borders replicate the edge pixel.
 """

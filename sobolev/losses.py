@@ -1,4 +1,4 @@
-"""Supervision losses: values, derivatives, or both (PROTOCOL.md, "Supervision").
+"""Supervision losses: values, derivatives, or both (docs/protocol.md, "Supervision").
 
 ``val``      MSE between network and target values.
 ``der``      derivatives only: mean over points of the *sum* over derivative components of the

@@ -1,4 +1,4 @@
-"""The paper's test metrics (PROTOCOL.md, "Image regression" and "Audio regression").
+"""The paper's test metrics (docs/protocol.md, "Image regression" and "Audio regression").
 
 Images are compared in [0, 1] on luma ``Y = (65.738 R + 129.057 G + 25.064 B) / 256`` (no
 offset); PSNR is taken over the held-out pixels only and SSIM (kornia, Gaussian window 11)

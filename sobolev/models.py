@@ -4,19 +4,21 @@ A model name is an activation, optionally followed by ``_<encoding>``: ``relu``,
 ``relu_pe`` (the paper's ``relu_pos``), and any new combination once its activation or
 encoding is registered.  The network reads *raw* coordinates (pixel or sample indices) and
 normalises them itself, so ``autograd`` derivatives are "per pixel", as the finite-difference
-targets are (PROTOCOL.md, "Common to every task").
+targets are (docs/protocol.md, "Common to every task").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Annotated, Any, ClassVar, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from pydantic import AfterValidator, Field
 from torch import nn
 
 from sobolev.activations import ACTIVATIONS
+from sobolev.config import Integer, Number, Settings
 from sobolev.encodings import ENCODINGS
 from sobolev.errors import ConfigError
 
@@ -50,37 +52,38 @@ class AffineCoordinates(nn.Module):
         return x * self.scale + self.shift
 
 
-@dataclass
-class MLPConfig:
-    """The coordinate MLP; defaults are the paper's (PROTOCOL.md)."""
+def check_model_name(name: str) -> str:
+    """A field validator: ``name`` if :func:`parse_model_name` accepts it."""
+    parse_model_name(name)
+    return name
 
-    activation: str = "sine"
-    """Model name: activation with an optional ``_<encoding>`` suffix (``relu``, ``relu_pe``, ``sine``)."""
-    hidden_features: int = 256
+
+class MLPConfig(Settings):
+    """The coordinate MLP; defaults are the paper's (docs/protocol.md, "Common to every task")."""
+
+    setting_noun: ClassVar[str] = "model setting"
+
+    activation: Annotated[str, AfterValidator(check_model_name)] = "sine"
+    """Model name: an activation with an optional ``_<encoding>`` suffix (relu, relu_pe, sine)."""
+    hidden_features: Integer = Field(256, ge=1)
     """Width of every hidden layer."""
-    hidden_layers: int = 3
-    """Number of 256→256 hidden layers between the first and the output layer."""
-    w0: float = 30.0
+    hidden_layers: Integer = Field(3, ge=0)
+    """Number of hidden-to-hidden layers between the first and the output layer."""
+    w0: Number = Field(30.0, gt=0)
     """Frequency factor of sine layers, ``sin(w0 · x)``."""
 
-    def validate(self) -> None:
-        parse_model_name(self.activation)
-        if self.hidden_features < 1:
-            raise ConfigError(f"hidden_features must be >= 1, got {self.hidden_features}")
-        if self.hidden_layers < 0:
-            raise ConfigError(f"hidden_layers must be >= 0, got {self.hidden_layers}")
-        if not self.w0 > 0:
-            raise ConfigError(f"w0 must be > 0, got {self.w0}")
+    def __init__(self, activation: Optional[str] = None, **settings: Any) -> None:
+        """``MLPConfig("relu_pe", hidden_layers=4)``: the model name may come first."""
+        super().__init__(**settings, **({"activation": activation} if activation is not None else {}))
 
     def build(
         self,
         in_features: int,
         out_features: int,
-        coordinates: AffineCoordinates,
+        coordinates: Optional[AffineCoordinates],
         samples_per_axis: float,
     ) -> "CoordinateMLP":
         """The network for a signal; ``samples_per_axis`` sizes a Nyquist positional encoding."""
-        self.validate()
         act_name, enc_name = parse_model_name(self.activation)
         encoding = ENCODINGS.get(enc_name)(in_features, samples_per_axis) if enc_name else None
         return CoordinateMLP(

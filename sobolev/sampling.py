@@ -84,7 +84,7 @@ class Sampling:
     def samples_per_axis(self, shape: Sequence[int]) -> float:
         """Training samples along the shortest axis, which sets the Nyquist positional encoding.
 
-        PROTOCOL.md: ``min(h, w)`` of the downsampled image (2-D) or the number of training
+        docs/protocol.md: ``min(h, w)`` of the downsampled image (2-D) or the number of training
         samples (1-D).  A random fraction counts as a grid of the same density.
         """
         if self.is_grid:

@@ -25,8 +25,8 @@ from sobolev.trainers.base import TrialResult  # noqa: E402
 
 def _title(result: TrialResult) -> str:
     cfg = result.config
-    sampling = f"ratio {cfg['ratio']:g}" if cfg.get("ratio") else f"factor {cfg['factor']}"
-    return f"{result.extras.get('name', '')} · {cfg['model']['activation']} · {cfg['supervision']} · {sampling}"
+    sampling = cfg.sampling.label().replace("=", " ")
+    return f"{result.extras.get('name', '')} · {cfg.model.activation} · {cfg.supervision} · {sampling}"
 
 
 def save_loss_curve(result: TrialResult, path: Path) -> Path:
@@ -108,15 +108,14 @@ def save_image_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
     paths["error"] = out_dir / "error.png"
 
     if result.network_gradient.numel():
-        paths["gradients"] = save_gradient_maps(result, out_dir / "gradients.png")
+        # [-1, 1] network values: halve the derivatives to [0, 1] pixel units
+        paths["gradients"] = save_gradient_maps(result, out_dir / "gradients.png", scale=0.5)
     paths["loss"] = save_loss_curve(result, out_dir / "loss.png")
     return paths
 
 
-def save_gradient_maps(result: TrialResult, path: Path) -> Path:
-    """Rows: finite-difference target, network; columns: ∂Y/∂x, ∂Y/∂y, |∇Y| (per pixel)."""
-    # [-1, 1] network values: halve to [0, 1] units; NeRF renders [0, 1] colours already
-    scale = 1.0 if result.task == "nerf" else 0.5
+def save_gradient_maps(result: TrialResult, path: Path, scale: float) -> Path:
+    """Rows: finite-difference target, network; columns: ∂Y/∂x, ∂Y/∂y, |∇Y| (per pixel, × ``scale``)."""
     return gradient_maps(result.target_gradient, result.network_gradient, _title(result), path, scale)
 
 
@@ -166,8 +165,8 @@ def save_nerf_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
         tile([(f"view {v} depth (NDC)", colormap(x, "viridis", lo, hi)) for v, x in zip(views, d)],
              columns=len(views), title="expected ray depth").save(out_dir / "depth.png")
         paths["depth"] = out_dir / "depth.png"
-    if result.network_gradient.numel():
-        paths["gradients"] = save_gradient_maps(result, out_dir / "gradients.png")
+    if result.network_gradient.numel():  # rendered colours are in [0, 1] already
+        paths["gradients"] = save_gradient_maps(result, out_dir / "gradients.png", scale=1.0)
     frames = result.extras.get("flythrough")
     if frames is not None and len(frames):
         imageio.mimsave(out_dir / "flythrough.gif", [_uint8(f) for f in frames], duration=0.12, loop=0)
@@ -202,9 +201,3 @@ def save_audio_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
         "prediction_wav": out_dir / "prediction.wav",
         "loss": save_loss_curve(result, out_dir / "loss.png"),
     }
-
-
-def save_artifacts(result: TrialResult, out_dir: Path) -> List[Path]:
-    """The pictures of a trial of any task."""
-    saver = {"audio": save_audio_artifacts, "nerf": save_nerf_artifacts}.get(result.task, save_image_artifacts)
-    return list(saver(result, out_dir).values())

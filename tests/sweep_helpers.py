@@ -15,6 +15,11 @@ CLI = [sys.executable, "-m", "runners.cli"]
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
+def fail_once_at(step: int) -> Dict[str, str]:
+    """The environment of a sweep whose every Tune trial raises once on reaching ``step`` (tests/README.md)."""
+    return {**ENV, "SOBOLEV_TEST_FAIL_ONCE_AT_STEP": str(step)}
+
+
 def write_spec(directory: Path, name: str = "tiny", **changes) -> Path:
     """A tiny image sweep (2 trials of 32² images) with ``changes`` merged in (dotted keys)."""
     spec = {

@@ -54,13 +54,33 @@ def test_trainer_results_match_between_implementations():
 
 
 def test_compiled_loss_gives_the_eager_result():
+    """Compiled and eager fp32 kernels sum in different orders, by an amount that depends on the CPU.
+
+    So the test is tight where rounding alone separates them, one step from the same parameters,
+    and loose along a trajectory, where Adam amplifies rounding differences step by step.
+    Measured (coffee 16², sine, val_der): one step, loss terms within 1.6e-7 relative and every
+    gradient within 7.7e-7 of its largest entry (an AMD EPYC, AVX2); after 15 steps, der_loss 1.08e-3
+    apart (an Intel Xeon, AVX-512) and up to 2.4e-3 apart at step 14 (the EPYC), held-out PSNR 1e-7 dB.
+    """
     common = dict(image="coffee", size=16, factor=4, supervision="val_der", steps=15, model=MLPConfig("sine"))
     eager = ImageRegressionConfig(**common).setup()
     compiled = ImageRegressionConfig(compile=True, **common).setup()
     assert compiled.compiled and not eager.compiled and compiled.derivative_impl == "forward"
+    # 1. one step from the same parameters: rounding only (fp32 ε = 1.2e-7; bounds ~10-60× the measured)
+    e_terms, c_terms = eager._loss(), compiled._loss()
+    for e, c in zip(e_terms, c_terms):
+        assert float(c.detach()) == pytest.approx(float(e.detach()), rel=1e-5)
+    e_terms[0].backward()
+    c_terms[0].backward()
+    for (name, pe), pc in zip(eager.model.named_parameters(), compiled.model.parameters()):
+        scale = float(pe.grad.abs().max())
+        assert float((pc.grad - pe.grad).abs().max()) <= 1e-5 * scale, name
+    eager.optimizer.zero_grad(set_to_none=True)
+    compiled.optimizer.zero_grad(set_to_none=True)
+    # 2. the trajectory: the end result agrees; the losses only within the measured drift (≤ 2.4e-3) × 8
     a, b = eager.fit(), compiled.fit()
     assert abs(a.metrics["test_psnr"] - b.metrics["test_psnr"]) < 1e-3
-    assert b.history[-1]["der_loss"] == pytest.approx(a.history[-1]["der_loss"], rel=1e-3)
+    assert b.history[-1]["der_loss"] == pytest.approx(a.history[-1]["der_loss"], rel=2e-2)
     # one output channel: autograd (auto) stays eager, its double backward cannot be compiled
     gray = ImageRegressionConfig(compile=True, grayscale=True, **common).setup()
     assert gray.derivative_impl == "autograd" and not gray.compiled

@@ -14,7 +14,7 @@ from sobolev.jacobian import value_and_input_jacobian
 from sobolev.rendering.llff import load_llff
 from sobolev.rendering.rays import ndc_rays, pixel_rays
 from sobolev.rendering.synthetic import DOWNSAMPLE, _texture, cast, make_scene
-from sobolev.trainers.nerf import nerf_config
+from sobolev.trainers.nerf import NerfConfig
 from tests.sweep_helpers import ENV, cli, one_line_error
 
 
@@ -76,7 +76,7 @@ def test_ndc_matches_a_hand_computation():
 def test_rendered_colour_derivative_equals_finite_difference_of_the_renderer(scene_dir, activation, h):
     # relu (with 10 octaves) has kinks every ~1e-4 pixel along a ray: its differences need a smaller step
     torch.manual_seed(0)
-    cfg = nerf_config(preset="cpu", scene=str(scene_dir), steps=1, samples=16, model={"activation": activation})
+    cfg = NerfConfig(preset="cpu", scene=str(scene_dir), steps=1, samples=16, model={"activation": activation})
     trainer = cfg.setup()
     trainer.model.double()
     pose = torch.from_numpy(trainer.scene.poses[[2, 5]]).double()
@@ -98,7 +98,7 @@ def test_rendered_colour_derivative_equals_finite_difference_of_the_renderer(sce
 
 def test_tiny_training_improves_held_out_psnr(scene_dir):
     # measured on the 2-core machine: 6.56 dB before, 13.21 dB after 100 steps (relu, val, 40 × 30 views)
-    cfg = nerf_config(preset="cpu", scene=str(scene_dir), steps=100, log_every=20, flythrough_frames=3,
+    cfg = NerfConfig(preset="cpu", scene=str(scene_dir), steps=100, log_every=20, flythrough_frames=3,
                       supervision="val")
     trainer = cfg.setup()
     before = trainer.evaluate(with_gradients=False).metrics["test_psnr"]

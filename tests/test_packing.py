@@ -18,7 +18,7 @@ from sobolev.trainers import (
     check_packable,
 )
 from sobolev.trainers.packed import split_into_packs
-from sobolev.trainers.nerf import nerf_config
+from sobolev.trainers.nerf import NerfConfig
 
 SPECS = Path(__file__).resolve().parents[1] / "sweeps"
 
@@ -127,7 +127,7 @@ def test_incompatible_trials_are_refused_with_what_differs():
         check_packable([image().setup(), image(factor=2).setup()])
     with pytest.raises(ConfigError, match="parameter shapes"):
         check_packable([image().setup(), image(model=MLPConfig("sine", hidden_features=64)).setup()])
-    nerf = nerf_config(preset="cpu", steps=1).setup()
+    nerf = NerfConfig(preset="cpu", steps=1).setup()
     with pytest.raises(ConfigError, match="cannot be packed"):
         check_packable([nerf])
     # the trainable groups what it was given: a NeRF trial or another shape trains on its own

@@ -50,7 +50,7 @@ def test_overrides_include_exclude_and_extra_axes(tmp_path):
     plan = plan_sweep(load_spec(path, ["grid.seeds=[0, 1]"]), str(path))
     # 2 acts × 2 sups × 2 λ × 2 seeds = 16, minus relu+val_der (2 λ × 2 seeds = 4)
     assert len(plan.trials) == 12 and plan.dropped == 4
-    assert {t.config["lambda_der"] for t in plan.trials} == {0.1, 1.0}
+    assert {t.config.lambda_der for t in plan.trials} == {0.1, 1.0}
     only = plan_sweep(load_spec(path, ["include=[{activation: sine, seed: 0}]"]), str(path))
     assert {(t.axes["activation"], t.axes["seed"]) for t in only.trials} == {("sine", 0)}
 

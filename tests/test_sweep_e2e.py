@@ -8,7 +8,8 @@ import time
 import psutil
 import pytest
 
-from tests.sweep_helpers import CLI, ENV, children, cli, client, one_line_error, parents, runs, sqlite_uri, write_spec
+from tests.sweep_helpers import CLI, ENV, children, cli, client, fail_once_at, one_line_error, parents, runs
+from tests.sweep_helpers import sqlite_uri, write_spec
 
 SMALL = [f"--set={kv}" for kv in ("trial.size=32", "trial.steps=40", "trial.log_every=10", "trial.eval_every=20",
                                   "run.report_every=10", "run.checkpoint_every=20")]
@@ -66,9 +67,9 @@ def test_failing_trial_is_retried_from_its_checkpoint(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     common = dict(grid__supervision=["val_der"])
-    faulty = write_spec(tmp_path / "a", run__fail_once_at_step=25, **common)
+    faulty = write_spec(tmp_path / "a", **common)
     clean = write_spec(tmp_path / "b", **common)
-    assert cli("run", str(faulty), cwd=tmp_path / "a").returncode == 0
+    assert cli("run", str(faulty), cwd=tmp_path / "a", env=fail_once_at(25)).returncode == 0
     assert cli("run", str(clean), cwd=tmp_path / "b").returncode == 0
     (retried,) = children(runs(sqlite_uri(tmp_path / "a"), "tiny"))
     (straight,) = children(runs(sqlite_uri(tmp_path / "b"), "tiny"))
@@ -177,14 +178,24 @@ def test_audio_sweep_logs_waveforms_and_reports(tmp_path):
     for run in kids:
         assert {"waveform.png", "prediction.wav", "loss.png", "config.yaml"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
         assert run.data.metrics["test_psnr"] > 0
-    # the spec as shipped (paper settings) never ran here: the report says so and how to fix it
-    line = one_line_error(cli("report", str(spec), "--out", str(tmp_path / "r0"), cwd=tmp_path))
-    assert "no finished runs (MISSING 4); if the sweep ran with --set overrides, pass the same ones" in line
-    report = cli("report", str(spec), *small, "--out", str(tmp_path / "reports"), "--metric", "test_psnr",
-                 cwd=tmp_path)
+    # the report reads what the sweep ran (its --set overrides included) from its parent run ...
+    report = cli("report", str(spec), "--out", str(tmp_path / "reports"), "--metric", "test_psnr", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     table = (tmp_path / "reports" / "table_test_psnr.csv").read_text()
     assert "music" in table and "counting" in table and "sine/val_der/mean" in table
+    assert "MISSING" not in (tmp_path / "reports" / "report.md").read_text()
+    by_name = cli("report", "audio_regression", "--out", str(tmp_path / "by_name"), "--metric", "test_psnr",
+                  cwd=tmp_path)
+    assert by_name.returncode == 0, by_name.stderr
+    assert (tmp_path / "by_name" / "table_test_psnr.csv").read_text() == table
+    # ... while the same --set given again plans the same trials; the shipped spec alone planned again
+    # (--set without a change) is another sweep, none of which ran
+    again = cli("report", str(spec), *small, "--out", str(tmp_path / "again"), "--metric", "test_psnr", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again" / "table_test_psnr.csv").read_text() == table
+    line = one_line_error(cli("report", str(spec), "--set", "trial.steps=8000", "--out", str(tmp_path / "r0"),
+                              cwd=tmp_path))
+    assert "no finished runs (MISSING 4)" in line
 
 
 def test_nerf_sweep_on_the_builtin_scene(tmp_path):
@@ -209,9 +220,8 @@ def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path)
     from runners.plan import plan_sweep
     from runners.spec import load_spec
 
-    path = write_spec(tmp_path, grid__activations=["relu"], grid__extra={"lr": [1e-4, 1e9]},
-                      run__fail_once_at_step=25)
-    proc = cli("run", str(path), "--pack", "4", "--no-live", cwd=tmp_path)
+    path = write_spec(tmp_path, grid__activations=["relu"], grid__extra={"lr": [1e-4, 1e9]})
+    proc = cli("run", str(path), "--pack", "4", "--no-live", cwd=tmp_path, env=fail_once_at(25))
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "2 finished, 2 failed" in proc.stdout
     uri = sqlite_uri(tmp_path)
@@ -229,5 +239,5 @@ def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path)
         assert run.data.tags["sobolev.restored_from_step"] == "20"
         assert sorted(m.step for m in c.get_metric_history(run.info.run_id, "loss")) == [10, 20, 30, 40]
         assert {a.path for a in c.list_artifacts(run.info.run_id)} == ARTIFACTS
-        alone = trial.build_config().setup().fit()
+        alone = trial.config.setup().fit()
         assert run.data.metrics["test_psnr"] == pytest.approx(alone.metrics["test_psnr"], abs=1e-3)

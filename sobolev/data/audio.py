@@ -26,7 +26,7 @@ BUILTIN_CLIPS.register("counting")("counting.wav")
 
 @dataclass
 class AudioSignal:
-    """A waveform to fit, scaled by its peak to [-1, 1] (PROTOCOL.md, "Audio regression").
+    """A waveform to fit, scaled by its peak to [-1, 1] (docs/protocol.md, "Audio regression").
 
     Shape:
         - samples: ``(1, N)`` float32

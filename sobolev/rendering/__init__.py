@@ -1,1 +1,1 @@
-"""Inverse rendering (PROTOCOL.md, "Inverse rendering"): LLFF scenes, rays, volume rendering."""
+"""Inverse rendering (docs/protocol.md, "Inverse rendering"): LLFF scenes, rays, volume rendering."""

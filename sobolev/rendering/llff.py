@@ -1,6 +1,6 @@
 """LLFF forward-facing scenes (``<scene>/images*/`` + ``poses_bounds.npy``), as NeRF loads them.
 
-Algorithm (NeRF's ``load_llff_data``, PROTOCOL.md "Inverse rendering"):
+Algorithm (NeRF's ``load_llff_data``, docs/protocol.md "Inverse rendering"):
   1. ``poses_bounds.npy``: N × 17 = a 3 × 5 ``[R | t | hwf]`` per view (LLFF's [down, right,
      back] rotation columns) and the near/far bounds.  Views pair with the image files in
      *sorted* order.

@@ -1,6 +1,12 @@
-"""Trainers, one per task of the paper, and the loop they share."""
+"""Trainers, one per task of the paper, and the loop they share.
 
-from sobolev.trainers.audio import AudioRegressionConfig, AudioRegressionTrainer
+Each task module holds the task's typed config, its trainer and its :class:`~sobolev.tasks.Task`
+(registered in :data:`sobolev.tasks.TASKS`).
+"""
+
+# Import order is registration order (how error messages list the tasks): image, audio, nerf.
+from sobolev.trainers.image import ImageRegressionConfig, ImageRegressionTrainer  # isort: skip
+from sobolev.trainers.audio import AudioRegressionConfig, AudioRegressionTrainer  # isort: skip
 from sobolev.trainers.base import (
     Progress,
     RegressionTrainer,
@@ -8,7 +14,7 @@ from sobolev.trainers.base import (
     load_checkpoint,
     save_checkpoint,
 )
-from sobolev.trainers.image import ImageRegressionConfig, ImageRegressionTrainer
+from sobolev.trainers.nerf import NerfConfig, NerfTrainer
 from sobolev.trainers.packed import PackedTrainer, check_packable, pack_signature
 
 __all__ = [
@@ -16,6 +22,8 @@ __all__ = [
     "AudioRegressionTrainer",
     "ImageRegressionConfig",
     "ImageRegressionTrainer",
+    "NerfConfig",
+    "NerfTrainer",
     "PackedTrainer",
     "Progress",
     "RegressionTrainer",

@@ -1,4 +1,4 @@
-"""Audio regression (PROTOCOL.md, "Audio regression"): fit a waveform from every 5th sample.
+"""Audio regression (docs/protocol.md, "Audio regression"): fit a waveform from every 5th sample.
 
 Algorithm:
   1. Load the clip, first channel, scaled by max |x| to [-1, 1]; shape ``(1, N)``.
@@ -12,44 +12,54 @@ Algorithm:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Optional
+from pathlib import Path
+from typing import ClassVar, List, Optional
 
 import torch
+from pydantic import Field
 
-from sobolev.data.audio import load_audio
+from sobolev.config import Integer, Number
+from sobolev.data.audio import BUILTIN_CLIPS, load_audio
 from sobolev.errors import ConfigError
 from sobolev.finite_differences import time_derivative
 from sobolev.metrics import audio_psnr, held_out_mask
 from sobolev.models import AffineCoordinates
+from sobolev.tasks import TASKS, Dataset, SignalInfo, Task, file_digest
 from sobolev.trainers.base import RegressionTrainer
 from sobolev.trainers.config import RegressionConfig
 
 AUDIO_COORDINATE_RANGE = 100.0
 
 
-@dataclass
 class AudioRegressionConfig(RegressionConfig):
     """One audio-regression trial; every default is the paper's setting (SIREN's audio protocol)."""
 
+    setting_noun: ClassVar[str] = "audio trial setting"
     max_factor: ClassVar[int] = 64
+    data_field: ClassVar[str] = "audio"
 
-    factor: int = 5
+    factor: Integer = 5
     """Train on ``samples[::factor]``."""
     operator: str = "diff"
     """Finite-difference operator along time (``diff``; ``sobel`` equals it on a 1-D signal)."""
-    steps: int = 8_000
+    steps: Integer = Field(8_000, ge=1)
     """Adam steps, full batch."""
-    lr: float = 5e-5
+    lr: Number = Field(5e-5, gt=0)
     """Constant learning rate."""
     audio: str = "music"
     """Built-in clip (music, counting) or a WAV file."""
-    duration: Optional[float] = None
-    """Keep only the first ``duration`` seconds (CPU-friendly); None: the whole clip."""
+    duration: Optional[Number] = Field(None, gt=0)
+    """Keep only the first DURATION seconds (CPU-friendly); None: the whole clip."""
 
     def setup(self) -> "AudioRegressionTrainer":
         """The config is the factory: build the trainer for this trial."""
         return AudioRegressionTrainer(self)
+
+
+def check_clip_fits_factor(n: int, sampling) -> None:
+    """The ``::factor`` grid must keep at least two of the clip's ``n`` samples."""
+    if sampling.is_grid and sampling.factor >= n:
+        raise ConfigError(f"factor {sampling.factor} leaves one training sample of {n}; pick a smaller factor")
 
 
 def sample_normalisation(n: int) -> AffineCoordinates:
@@ -59,16 +69,13 @@ def sample_normalisation(n: int) -> AffineCoordinates:
 
 
 class AudioRegressionTrainer(RegressionTrainer):
-    task = "audio"
-
     def setup(self) -> None:
         cfg: AudioRegressionConfig = self.config
         self.signal = load_audio(cfg.audio, cfg.duration)  # step 1
         samples = self.target = self.signal.samples
         n = samples.shape[-1]
         self.sampling = cfg.sampling
-        if self.sampling.is_grid and self.sampling.factor >= n:
-            raise ConfigError(f"factor {cfg.factor} leaves one training sample of {n}; pick a smaller factor")
+        check_clip_fits_factor(n, self.sampling)
         self.train_mask = self.sampling.mask((n,))  # step 3
         self.target_gradient = time_derivative(samples, cfg.operator)  # (1, 1, N)
         if cfg.derivative_source == "full":  # step 2
@@ -101,3 +108,36 @@ class AudioRegressionTrainer(RegressionTrainer):
 
     def extras(self) -> dict:
         return {"name": self.signal.name, "rate": self.signal.rate}
+
+
+class AudioTask(Task):
+    """Audio regression: fit a waveform from every FACTOR-th sample (SIREN audio protocol); built-in
+    clips or WAV files."""
+
+    name: ClassVar[str] = "audio"
+    config_class = AudioRegressionConfig
+    dimensions: ClassVar[int] = 1
+    packable: ClassVar[bool] = True
+
+    def resolve_dataset(self, entry: str) -> List[Dataset]:
+        if entry in BUILTIN_CLIPS:
+            return [Dataset(entry, entry, f"builtin:{entry}")]
+        path = Path(entry).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"audio {entry!r} not found: not a WAV file or a built-in clip "
+                              f"({', '.join(BUILTIN_CLIPS.names())})")
+        absolute = str(path.resolve())
+        return [Dataset(path.stem, absolute, file_digest(absolute))]
+
+    def inspect(self, config: AudioRegressionConfig) -> SignalInfo:
+        n = load_audio(config.audio, config.duration).num_samples
+        check_clip_fits_factor(n, config.sampling)
+        return SignalInfo(shape=(n,), channels=1)
+
+    def save_artifacts(self, result, out_dir: Path) -> List[Path]:
+        from sobolev.visualize import save_audio_artifacts
+
+        return list(save_audio_artifacts(result, out_dir).values())
+
+
+TASKS.register(AudioTask.name)(AudioTask())

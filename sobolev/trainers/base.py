@@ -1,6 +1,6 @@
 """The training loop that image, audio and (later) NeRF regression share.
 
-Algorithm (PROTOCOL.md, "Common to every task"):
+Algorithm (docs/protocol.md, "Common to every task"):
   1. Fix the seed, build the network with the paper's init and Adam with a constant lr.
   2. Every step, on every training point (full batch): predict the values and, if the
      supervision needs them, the input Jacobian ``∂f/∂x`` with respect to the raw coordinate.
@@ -20,7 +20,7 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -47,8 +47,8 @@ class TrialResult:
         - train_mask: ``(H, W)`` / ``(N,)`` bool
     """
 
-    task: str
-    config: Dict[str, Any]
+    config: Any
+    """The trial's typed config (a :class:`~sobolev.trainers.config.RegressionConfig`)."""
     metrics: Dict[str, float]
     history: List[Dict[str, float]]
     steps: int
@@ -63,6 +63,13 @@ class TrialResult:
     """Time spent evaluating (periodic held-out metrics and the final evaluation), not training."""
 
     @property
+    def task(self) -> str:
+        """The name of the trial's task."""
+        from sobolev.tasks import task_of
+
+        return task_of(self.config).name
+
+    @property
     def steps_per_second(self) -> float:
         return self.steps / self.train_seconds if self.train_seconds > 0 else float("nan")
 
@@ -75,7 +82,7 @@ class TrialResult:
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
             "steps_per_second": self.steps_per_second,
-            "config": self.config,
+            "config": self.config.model_dump(),
         }
 
 
@@ -117,11 +124,9 @@ class RegressionTrainer:
     ``self.train_jacobian``, ``self.model``) and implement :meth:`evaluate`.
     """
 
-    task = "regression"
     eval_chunk = 16384
 
     def __init__(self, config: Any) -> None:
-        config.validate()
         check_device(config.device)
         self.config = config
         self.device = torch.device(config.device)
@@ -139,11 +144,11 @@ class RegressionTrainer:
             self.train_jacobian = self.train_jacobian.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         out_features = self.train_values.shape[1]
-        impl = getattr(config, "derivative_impl", "autograd")
-        self.derivative_impl = choose_impl(impl, self.model, out_features, self.train_coords.shape[1])
+        self.derivative_impl = choose_impl(config.derivative_impl, self.model, out_features,
+                                           self.train_coords.shape[1])
         # compile: the forward path and value-only training; autograd's double backward cannot be compiled
         # (and for one output channel eager autograd beats compiled tangents), so it stays eager
-        self.compiled = bool(getattr(config, "compile", False)) and not (
+        self.compiled = config.compile and not (
             self.supervision.uses_derivatives and self.derivative_impl == "autograd")
         self._loss = self.loss_parts
         if self.compiled:
@@ -291,8 +296,7 @@ class RegressionTrainer:
     def make_result(self, metrics: Dict[str, float], **signals: Any) -> TrialResult:
         """A :class:`TrialResult` of the trainer's current state with the evaluated signals."""
         return TrialResult(
-            task=self.task,
-            config=asdict(self.config),
+            config=self.config,
             metrics=metrics,
             history=list(self.history),
             steps=self.step,
@@ -321,8 +325,7 @@ class RegressionTrainer:
     def state_dict(self) -> Dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT,
-            "task": self.task,
-            "config": asdict(self.config),
+            "config": self.config.model_dump(),
             "step": self.step,
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
@@ -334,9 +337,9 @@ class RegressionTrainer:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore a checkpoint of the same trial: the model, optimiser, step and history."""
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("task") != self.task:
-            raise ConfigError(f"checkpoint is not a {self.task} checkpoint of format {CHECKPOINT_FORMAT}")
-        ours = asdict(self.config)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
+            raise ConfigError(f"not a sobolev-sweep checkpoint of format {CHECKPOINT_FORMAT}")
+        ours = self.config.model_dump()
         diff = sorted(k for k in ours if k not in RESUMABLE_FIELDS and state["config"].get(k) != ours[k])
         if diff:
             raise ConfigError(f"checkpoint belongs to another trial (differs in: {', '.join(diff)})")

@@ -1,13 +1,17 @@
 """The settings every regression task shares; task configs extend it (and the config is the factory).
 
-Task configs redeclare a field only to change its default (the paper's per-task setting).
+Task configs redeclare a field only to change its default (the paper's per-task setting).  A
+value is checked where it is declared (a field validator, a type, a bound), so a bad one is
+refused when the config is built, with its key path, and never again afterwards.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional
 
+from pydantic import Field, field_validator, model_validator
+
+from sobolev.config import Integer, Number, Settings
 from sobolev.errors import ConfigError
 from sobolev.finite_differences import check_operator
 from sobolev.jacobian import DERIVATIVE_IMPLS
@@ -16,40 +20,50 @@ from sobolev.models import MLPConfig
 from sobolev.sampling import Sampling
 
 DERIVATIVE_SOURCES: List[str] = ["full", "subsampled"]
+DEVICES: List[str] = ["cpu", "cuda"]
 
 
-@dataclass
-class RegressionConfig:
+def one_of(kind: str, value: str, allowed: List[str]) -> str:
+    """``value`` if it is one of ``allowed``, else a :class:`ConfigError` that lists them."""
+    if value not in allowed:
+        raise ConfigError(f"unknown {kind} {value!r}; known: {', '.join(allowed)}")
+    return value
+
+
+class RegressionConfig(Settings):
     """One Sobolev regression trial: sampling, model, supervision, optimisation, logging."""
 
     max_factor: ClassVar[int] = 8
+    """Largest grid factor of the task."""
+    data_field: ClassVar[str] = ""
+    """The field that names the signal (``image``, ``audio``, ``scene``): a sweep's dataset axis."""
 
-    factor: int = 4
+    factor: Integer = 4
     """Train on every ``factor``-th sample along each axis (the paper's grid)."""
-    ratio: Optional[float] = None
-    """Train on a seeded random fraction of the samples instead of the grid."""
-    model: MLPConfig = field(default_factory=MLPConfig)
+    ratio: Optional[Number] = None
+    """Train on a seeded random fraction of the samples instead of the grid, in (0, 1]."""
+    model: MLPConfig = Field(default_factory=MLPConfig)
     """The coordinate MLP (activation ``sine``, ``relu``, ``relu_pe``)."""
     supervision: str = "val_der"
     """``val``, ``der`` or ``val_der``."""
-    lambda_der: float = 1.0
+    lambda_der: Number = Field(1.0, ge=0)
     """Weight λ of the derivative term in ``val_der``."""
     operator: str = "sobel"
     """Finite-difference operator of the derivative targets: ``sobel`` or ``diff``."""
     derivative_source: str = "full"
     """``full``: targets from the full signal (the paper); ``subsampled``: from the training samples alone."""
-    steps: int = 50_000
+    steps: Integer = Field(50_000, ge=1)
     """Adam steps, full batch."""
-    lr: float = 1e-4
+    lr: Number = Field(1e-4, gt=0)
     """Constant learning rate."""
-    seed: int = 0
+    seed: Integer = 0
     """Seeds the init (and a random ``ratio`` subset)."""
-    log_every: int = 0
+    log_every: Integer = Field(0, ge=0)
     """Loss history / callback interval in steps; 0: every 1 % of the steps."""
-    eval_every: int = 0
+    eval_every: Integer = Field(0, ge=0)
     """Held-out metrics interval in steps; 0: only at the end."""
     device: str = "cpu"
-    """``cpu`` or ``cuda``."""
+    """``cpu`` or ``cuda`` (``cuda:N``)."""
     derivative_impl: str = "auto"
     """Network derivative: ``autograd`` (the paper's formulation), ``forward`` (analytic tangents), ``auto``."""
     compile: bool = False
@@ -60,28 +74,58 @@ class RegressionConfig:
     def sampling(self) -> Sampling:
         return Sampling(factor=self.factor, ratio=self.ratio, seed=self.seed, max_factor=self.max_factor)
 
-    def validate(self) -> None:
-        """Every value against its allowed ones; raises :class:`ConfigError` naming the bad one."""
-        self.sampling.validate()
-        check_operator(self.operator)
-        SUPERVISIONS.get(self.supervision)
-        self.model.validate()
-        if self.derivative_source not in DERIVATIVE_SOURCES:
-            raise ConfigError(
-                f"unknown derivative_source {self.derivative_source!r}; known: {', '.join(DERIVATIVE_SOURCES)}"
-            )
+    @property
+    def data(self) -> str:
+        """The signal this trial fits (the value of :attr:`data_field`)."""
+        return getattr(self, self.data_field)
+
+    def setup(self):  # pragma: no cover - abstract
+        """The config is the factory: the trainer of this trial."""
+        raise NotImplementedError
+
+    # -- checks of single values ------------------------------------------------------------
+    @field_validator("factor")
+    @classmethod
+    def _factor(cls, factor: int) -> int:
+        Sampling(factor=factor, max_factor=cls.max_factor).validate()
+        return factor
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, ratio: Optional[float]) -> Optional[float]:
+        if ratio is not None:
+            Sampling(ratio=ratio).validate()
+        return ratio
+
+    @field_validator("supervision")
+    @classmethod
+    def _supervision(cls, name: str) -> str:
+        return SUPERVISIONS.get(name).name
+
+    @field_validator("operator")
+    @classmethod
+    def _operator(cls, name: str) -> str:
+        return check_operator(name)
+
+    @field_validator("derivative_source")
+    @classmethod
+    def _derivative_source(cls, source: str) -> str:
+        return one_of("derivative_source", source, DERIVATIVE_SOURCES)
+
+    @field_validator("derivative_impl")
+    @classmethod
+    def _derivative_impl(cls, impl: str) -> str:
+        return one_of("derivative_impl", impl, DERIVATIVE_IMPLS)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return device if device.startswith("cuda:") else one_of("device", device, DEVICES)
+
+    # -- checks across values ---------------------------------------------------------------
+    @model_validator(mode="after")
+    def _subsampled_targets_need_a_grid(self) -> "RegressionConfig":
         if self.derivative_source == "subsampled" and self.ratio is not None:
-            raise ConfigError("derivative_source 'subsampled' needs grid sampling (factor), not a random ratio")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
-        if not (isinstance(self.lambda_der, (int, float)) and self.lambda_der >= 0):
-            raise ConfigError(f"lambda_der must be >= 0, got {self.lambda_der!r}")
-        if self.log_every < 0 or self.eval_every < 0:
-            raise ConfigError("log_every and eval_every must be >= 0")
-        if self.derivative_impl not in DERIVATIVE_IMPLS:
-            raise ConfigError(
-                f"unknown derivative_impl {self.derivative_impl!r}; known: {', '.join(DERIVATIVE_IMPLS)}")
-        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ConfigError(f"unknown device {self.device!r}; known: cpu, cuda")
+            raise ConfigError("derivative_source 'subsampled' needs grid sampling (factor), not a random ratio",
+                              path=("derivative_source",))
+        return self

@@ -1,4 +1,4 @@
-"""Image regression (PROTOCOL.md, "Image regression"): fit an image from its ``::factor`` grid.
+"""Image regression (docs/protocol.md, "Image regression"): fit an image from its ``::factor`` grid.
 
 Algorithm:
   1. Load the image in [-1, 1] (colour unless ``grayscale``), shape ``(C, H, W)``.
@@ -13,28 +13,35 @@ Algorithm:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import ClassVar, List, Optional
 
+import numpy as np
 import torch
+from pydantic import Field
 
-from sobolev.data.images import ImageSignal, load_image
+from sobolev.config import Integer
+from sobolev.data.images import BUILTIN_IMAGES, ImageSignal, load_image, resolve_images
 from sobolev.errors import ConfigError
 from sobolev.finite_differences import finite_difference_gradient
 from sobolev.metrics import cropped_ssim, image_metrics, luma, psnr, to_unit_range
 from sobolev.models import AffineCoordinates
 from sobolev.sampling import Sampling
+from sobolev.tasks import TASKS, Dataset, SignalInfo, Task, file_digest
 from sobolev.trainers.base import RegressionTrainer
 from sobolev.trainers.config import RegressionConfig
 
-@dataclass
+
 class ImageRegressionConfig(RegressionConfig):
     """One image-regression trial; every default is the paper's setting (Set5 protocol)."""
 
+    setting_noun: ClassVar[str] = "image trial setting"
+    data_field: ClassVar[str] = "image"
+
     image: str = "astronaut"
-    """Built-in name (astronaut, chelsea, coffee, rocket, hubble) or an image file."""
-    size: Optional[int] = None
-    """Centre-crop to a square and resize to ``size``; None: a file's own size, 256 for built-ins."""
+    """Built-in image (astronaut, chelsea, coffee, rocket, hubble) or a PNG/JPEG file."""
+    size: Optional[Integer] = Field(None, ge=8)
+    """Centre-crop to a square and resize to SIZE; None: a file's own size, 256 for built-ins."""
     grayscale: bool = False
     """Fit the luma channel only (the paper fits colour)."""
 
@@ -89,8 +96,6 @@ def per_map(rows: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 class ImageRegressionTrainer(RegressionTrainer):
-    task = "image"
-
     def setup(self) -> None:
         cfg: ImageRegressionConfig = self.config
         self.signal = load_image(cfg.image, cfg.size, cfg.grayscale)  # step 1
@@ -137,3 +142,44 @@ class ImageRegressionTrainer(RegressionTrainer):
 
     def extras(self) -> dict:
         return {"name": self.signal.name}
+
+
+def _uint8(pixels: torch.Tensor) -> np.ndarray:
+    """``(C, H, W)`` in [-1, 1] → ``(H, W[, 3])`` uint8."""
+    array = ((pixels.permute(1, 2, 0).numpy() + 1.0) / 2.0 * 255.0).clip(0, 255).astype(np.uint8)
+    return array[..., 0] if array.shape[2] == 1 else array
+
+
+class ImageTask(Task):
+    """Image regression: fit an image from its ::FACTOR grid (Set5 protocol); built-in images, image
+    files or Set5-style folders."""
+
+    name: ClassVar[str] = "image"
+    config_class = ImageRegressionConfig
+    dimensions: ClassVar[int] = 2
+    packable: ClassVar[bool] = True
+
+    def resolve_dataset(self, entry: str) -> List[Dataset]:
+        if entry in BUILTIN_IMAGES:
+            return [Dataset(entry, entry, f"builtin:{entry}")]
+        out = []
+        for source in resolve_images(entry):  # a Set5-style folder gives one dataset per image
+            absolute = str(Path(source).expanduser().resolve())
+            out.append(Dataset(Path(source).stem, absolute, file_digest(absolute)))
+        return out
+
+    def inspect(self, config: ImageRegressionConfig) -> SignalInfo:
+        signal = load_image(config.image, config.size, config.grayscale)
+        check_image_fits_factor(signal, config.sampling)
+        return SignalInfo(shape=signal.shape, channels=int(signal.pixels.shape[0]))
+
+    def save_artifacts(self, result, out_dir: Path) -> List[Path]:
+        from sobolev.visualize import save_image_artifacts
+
+        return list(save_image_artifacts(result, out_dir).values())
+
+    def reference_picture(self, config: ImageRegressionConfig) -> Optional[np.ndarray]:
+        return _uint8(load_image(config.image, config.size, config.grayscale).pixels)
+
+
+TASKS.register(ImageTask.name)(ImageTask())

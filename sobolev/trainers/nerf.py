@@ -1,4 +1,4 @@
-"""Inverse rendering (PROTOCOL.md, "Inverse rendering"): TinyNeRF with derivative supervision.
+"""Inverse rendering (docs/protocol.md, "Inverse rendering"): TinyNeRF with derivative supervision.
 
 Algorithm:
   1. Load the LLFF scene (``sobolev.rendering.llff``): recentred poses, NDC rays, every 8th
@@ -14,12 +14,14 @@ Algorithm:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Optional
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Literal, Optional
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator
 
+from sobolev.config import Integer, Number
 from sobolev.errors import ConfigError
 from sobolev.finite_differences import finite_difference_gradient
 from sobolev.jacobian import value_and_input_jacobian
@@ -28,13 +30,15 @@ from sobolev.metrics import cropped_ssim, psnr
 from sobolev.models import MLPConfig, parse_model_name
 from sobolev.rendering.llff import load_llff, scene_images_tensor
 from sobolev.rendering.rays import ndc_rays, pixel_rays
-from sobolev.rendering.scenes import resolve_scene
+from sobolev.rendering.scenes import BUILTIN_SCENES, resolve_scene
 from sobolev.rendering.volume import render_rays, sample_depths
+from sobolev.tasks import TASKS, Dataset, SignalInfo, Task, file_digest
 from sobolev.trainers.base import RegressionTrainer, TrialResult
 from sobolev.trainers.config import RegressionConfig
 
 
-def _tiny_nerf() -> MLPConfig:
+def tiny_nerf() -> MLPConfig:
+    """TinyNeRF's MLP: 8 layers of 256, ``relu`` (``sine`` is plain ``sin(x)``: w0 = 1)."""
     return MLPConfig(activation="relu", hidden_features=256, hidden_layers=7, w0=1.0)
 
 
@@ -45,79 +49,76 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 """``cpu``: fewer samples, a narrower net, fewer rays, smaller images — a few steps/s on 2 cores."""
 
 
-@dataclass
 class NerfConfig(RegressionConfig):
     """One inverse-rendering trial; every default is the paper's setting (TinyNeRF on LLFF)."""
 
-    model: MLPConfig = field(default_factory=_tiny_nerf)
+    setting_noun: ClassVar[str] = "nerf trial setting"
+    data_field: ClassVar[str] = "scene"
+    outside_key = frozenset({"preset"})
+
+    preset: Literal["paper", "cpu"] = "paper"
+    """Sizes under the explicit settings: paper (the paper's), cpu (fewer samples and rays, a narrower
+    net, smaller images)."""
+    model: MLPConfig = Field(default_factory=tiny_nerf)
     """8 × 256 MLP on the NeRF encoding (10 octaves) of the 3-D point; ``relu`` or ``sine`` (plain sin)."""
-    steps: int = 400_000
-    """Adam steps of ``rays`` random rays."""
-    lr: float = 5e-4
-    """Initial learning rate, decayed by 0.1 every ``lr_decay_steps``."""
+    steps: Integer = Field(400_000, ge=1)
+    """Adam steps of RAYS random rays."""
+    lr: Number = Field(5e-4, gt=0)
+    """Initial learning rate, decayed by 0.1 every LR_DECAY_STEPS."""
     scene: str = "synthetic"
     """An LLFF scene folder (``images*/`` + ``poses_bounds.npy``) or the built-in ``synthetic`` scene."""
-    downsample: int = 4
+    downsample: Integer = Field(4, ge=1)
     """LLFF image downsampling (``images_4`` when present, else resized)."""
-    llffhold: int = 8
-    """Every ``llffhold``-th view is held out for testing."""
-    samples: int = 128
+    llffhold: Integer = Field(8, ge=1)
+    """Every LLFFHOLD-th view is held out for testing."""
+    samples: Integer = Field(128, ge=1)
     """Stratified samples per ray (no fine network)."""
-    rays: int = 1024
+    rays: Integer = Field(1024, ge=1)
     """Random training rays per step."""
-    raw_noise: float = 1.0
+    raw_noise: Number = Field(1.0, ge=0)
     """Std of the noise added to σ in training."""
-    lr_decay_steps: int = 250_000
-    """lr × 0.1^(step / lr_decay_steps)."""
-    scene_width: int = 252
+    lr_decay_steps: Integer = Field(250_000, ge=1)
+    """lr × 0.1^(step / LR_DECAY_STEPS)."""
+    scene_width: Integer = Field(252, ge=1)
     """Width in pixels of the built-in scene's images_4 (ignored for LLFF folders)."""
-    flythrough_frames: int = 24
+    flythrough_frames: Integer = Field(24, ge=0)
     """Frames of the fly-through GIF rendered at the end."""
-    chunk: int = 4096
+    chunk: Integer = Field(4096, ge=1)
     """Rays per chunk when rendering whole views."""
 
-    def validate(self) -> None:
-        super().validate()
-        if self.compile:
+    @classmethod
+    def layer_defaults(cls, data: Dict[str, Any]) -> Dict[str, Any]:
+        """The preset's sizes under the explicit settings (explicit ones win, key by key)."""
+        preset = PRESETS.get(data.get("preset") or "paper")
+        if not preset:  # the paper's sizes are the field defaults; an unknown name fails on its field
+            return data
+        merged = {**{k: v for k, v in preset.items() if k != "model"}, **data}
+        if "model" in preset:
+            given = data.get("model")
+            given = given.model_dump(exclude_unset=True) if isinstance(given, MLPConfig) else (given or {})
+            merged["model"] = {**preset["model"], **given}
+        return merged
+
+    @field_validator("model")
+    @classmethod
+    def _point_encoding_is_fixed(cls, model: MLPConfig) -> MLPConfig:
+        if parse_model_name(model.activation)[1] is not None:
+            raise ConfigError(f"TinyNeRF always encodes the point with 10 octaves; activation must be relu or "
+                              f"sine, got {model.activation!r}", path=("activation",))
+        return model
+
+    @field_validator("compile")
+    @classmethod
+    def _no_compile(cls, compile: bool) -> bool:
+        if compile:
             raise ConfigError("compile applies to image and audio regression, not nerf; leave compile off")
-        act, enc = parse_model_name(self.model.activation)
-        if enc is not None:
-            raise ConfigError(f"TinyNeRF always encodes the point with 10 octaves; activation must be relu or sine, "
-                              f"got {self.model.activation!r}")
-        for name in ("samples", "rays", "downsample", "llffhold", "lr_decay_steps", "scene_width", "chunk"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        return compile
 
     def setup(self) -> "NerfTrainer":
         return NerfTrainer(self)
 
 
-def apply_preset(settings: Dict[str, Any]) -> Dict[str, Any]:
-    """Settings with ``preset`` expanded (explicit settings win over the preset's)."""
-    settings = dict(settings)
-    name = settings.pop("preset", None) or "paper"
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    merged = {k: v for k, v in PRESETS[name].items() if k != "model"}
-    model = {**PRESETS[name].get("model", {}), **(settings.pop("model", None) or {})}
-    merged.update(settings)
-    if model:
-        merged["model"] = model
-    return merged
-
-
-def nerf_config(**settings: Any) -> NerfConfig:
-    """A :class:`NerfConfig` from plain settings (``preset`` expanded, ``model`` given as a dict)."""
-    settings = apply_preset(settings)
-    model = settings.pop("model", None) or {}
-    base = _tiny_nerf()
-    return NerfConfig(model=replace(base, **model), **settings)
-
-
 class NerfTrainer(RegressionTrainer):
-    task = "nerf"
-
     def __init__(self, config: NerfConfig) -> None:
         super().__init__(config)
         self.derivative_impl = "autograd"  # the derivative is of the rendered colour, through the renderer
@@ -152,7 +153,7 @@ class NerfTrainer(RegressionTrainer):
             jac = grads.reshape(len(views), 3, 2, -1)
         self.train_jacobian = jac.permute(0, 3, 1, 2).reshape(-1, 3, 2) if self.supervision.uses_derivatives else None
         act = cfg.model.activation
-        self.model = replace(cfg.model, activation=f"{act}_nerf").build(3, 4, None, samples_per_axis=1)
+        self.model = cfg.model.model_copy(update={"activation": f"{act}_nerf"}).build(3, 4, None, samples_per_axis=1)
 
     # -- step 3 ---------------------------------------------------------------------------
     def render_pixels(self, pixels: torch.Tensor, poses: torch.Tensor, depths: torch.Tensor,
@@ -236,7 +237,7 @@ class NerfTrainer(RegressionTrainer):
         metrics["train_psnr"] = psnr(rgb.clamp(0, 1), self.train_values[idx].cpu())
         extras: Dict[str, Any] = {"name": sc.name, "depth": torch.stack([r["depth"] for r in renders]),
                                   "test_views": list(sc.test_views)}
-        if with_gradients:
+        if with_gradients and self.config.flythrough_frames:
             frames = [self.render_view(torch.from_numpy(p))["rgb"] for p in
                       sc.render_poses[:: max(1, len(sc.render_poses) // self.config.flythrough_frames)]]
             extras["flythrough"] = torch.stack(frames) if frames else torch.empty(0)
@@ -250,3 +251,37 @@ class NerfTrainer(RegressionTrainer):
             train_mask=self.train_mask,
             extras=extras,
         )
+
+
+class NerfTask(Task):
+    """Inverse rendering: TinyNeRF on an LLFF scene (or the built-in synthetic one), rays from the
+    ::FACTOR grid of the training views."""
+
+    name: ClassVar[str] = "nerf"
+    config_class = NerfConfig
+    dimensions: ClassVar[int] = 2
+
+    def resolve_dataset(self, entry: str) -> List[Dataset]:
+        if entry in BUILTIN_SCENES:
+            return [Dataset(entry, entry, f"builtin:{entry}")]
+        path = Path(entry).expanduser()
+        if not (path / "poses_bounds.npy").is_file():
+            raise ConfigError(f"scene {entry!r} is not an LLFF folder (no poses_bounds.npy) or a built-in scene "
+                              f"({', '.join(BUILTIN_SCENES)})")
+        return [Dataset(path.resolve().name, str(path.resolve()), file_digest(path / "poses_bounds.npy"))]
+
+    def inspect(self, config: NerfConfig) -> SignalInfo:
+        scene = load_llff(resolve_scene(config.scene, config.scene_width), config.downsample, llffhold=config.llffhold)
+        return SignalInfo(shape=(scene.height, scene.width), channels=3)
+
+    def training_points(self, config: NerfConfig, info: SignalInfo) -> int:
+        """Samples along the rays of one step: the network sees ``rays × samples`` points."""
+        return config.rays * config.samples
+
+    def save_artifacts(self, result, out_dir: Path) -> List[Path]:
+        from sobolev.visualize import save_nerf_artifacts
+
+        return list(save_nerf_artifacts(result, out_dir).values())
+
+
+TASKS.register(NerfTask.name)(NerfTask())

@@ -58,11 +58,11 @@ def pack_signature(trainer: RegressionTrainer) -> Dict[str, object]:
     """What must be equal for trainers to share a pack: task, shapes, architecture, device, derivative path."""
     if type(trainer).training_step is not RegressionTrainer.training_step or not isinstance(trainer.model,
                                                                                               CoordinateMLP):
-        raise ConfigError(f"task {trainer.task!r} cannot be packed; packing supports image and audio trials")
+        raise ConfigError(f"{type(trainer).__name__} cannot be packed: it has its own training step or network")
     model = trainer.model
     enc = model.encoding
     return {
-        "task": trainer.task,
+        "task": type(trainer.config).__name__,
         "training points": tuple(trainer.train_coords.shape),
         "channels": trainer.train_values.shape[1],
         "parameter shapes": tuple(tuple(p.shape) for p in model.parameters()),

@@ -1,0 +1,76 @@
+"""What the driver hands the Ray Tune trials: a typed contract, built once by the driver.
+
+Every planned trial of the invocation, typed config included, and the :class:`TrialContext`
+they run in travel together as one :class:`SweepTrials`, put into Ray's object store once
+(``tune.with_parameters``).  Tune's own ``param_space`` stays plain data — each Tune trial's
+config is ``{"pack": [trial keys]}``, the members it trains (one, unless ``run.pack`` > 1) —
+so Tune can save, show and restore it as it is.  The worker (``runners.trial``) looks its
+members up and trains their configs unchanged; the live view (``runners.progress``) reads the
+keys.  Neither imports the other: both import this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Sequence
+
+from runners.plan import PlannedTrial
+
+PACK = "pack"
+"""The key of Tune's ``param_space`` (and of each Tune trial's config): the member trial keys."""
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Where and how often a trial reports: the same for every trial of one sweep invocation."""
+
+    tracking_uri: str
+    """Absolute MLflow tracking URI (a worker on any node logs to the same store)."""
+    experiment_id: str
+    parent_run_id: str
+    """The invocation's parent run: every trial's child run hangs under it."""
+    report_every: int
+    """Steps between reports to Tune and MLflow."""
+    checkpoint_every: int
+    """Steps between checkpoints."""
+    cpus: float
+    """CPUs Ray gives each Tune trial: torch uses as many threads."""
+
+
+@dataclass(frozen=True)
+class SweepTrials:
+    """The planned trials of one invocation by key, and their context."""
+
+    context: TrialContext
+    by_key: Mapping[str, PlannedTrial]
+
+    @classmethod
+    def of(cls, trials: Sequence[PlannedTrial], context: TrialContext) -> "SweepTrials":
+        return cls(context, {t.key: t for t in trials})
+
+    def members(self, tune_config: Dict[str, Any]) -> List[PlannedTrial]:
+        """The planned trials one Tune trial trains."""
+        return [self.by_key[key] for key in pack_keys(tune_config)]
+
+
+def pack_keys(tune_config: Dict[str, Any]) -> List[str]:
+    """The member keys of a Tune trial's config."""
+    return list(tune_config[PACK])
+
+
+def pack_dirname(tune_config: Dict[str, Any]) -> str:
+    """A Tune trial's folder: its one member's key, or a hash of its members' keys."""
+    keys = pack_keys(tune_config)
+    return keys[0] if len(keys) == 1 else "pack-" + hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PackNames:
+    """Tune's ``trial_name_creator``: a Tune trial is called by its first member and how many more."""
+
+    names: Mapping[str, str]
+
+    def __call__(self, trial) -> str:
+        keys = pack_keys(trial.config)
+        return self.names.get(keys[0], keys[0]) + (f" +{len(keys) - 1}" if len(keys) > 1 else "")

@@ -1,0 +1,74 @@
+"""The summary a sweep prints when it ends: one row per trial, or mean ± std per arm when there are many."""
+
+from __future__ import annotations
+
+import math
+
+from rich.table import Table
+
+from runners.console import out
+from runners.sweep import SweepOutcome
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _trial_table(outcome: SweepOutcome) -> Table:
+    table = Table(title=f"sweep {outcome.spec.name!r}: {outcome.count('FINISHED')} finished, "
+                        f"{outcome.count('FAILED')} failed, {outcome.count('INTERRUPTED')} interrupted, "
+                        f"{outcome.count('PENDING')} not started, {outcome.skipped} skipped")
+    for col in ("trial", "status", "test PSNR", "test SSIM", "train s", "failure"):
+        table.add_column(col)
+    for r in sorted(outcome.rows, key=lambda r: (r["status"] != "FAILED", r["trial"])):
+        color = {"FINISHED": "green", "FAILED": "red"}.get(r["status"], "yellow")
+        table.add_row(r["trial"], f"[{color}]{r['status']}[/]", _fmt(r["test_psnr"]), _fmt(r["test_ssim"], 3),
+                      _fmt(r["train_seconds"], 1), r["failure"][:80])
+    return table
+
+
+def _grouped_table(outcome: SweepOutcome) -> Table:
+    """Many trials: mean ± std of held-out PSNR per model × supervision × sampling level."""
+    import pandas as pd
+
+    frame = pd.DataFrame(outcome.rows)
+    sampling = "axis.factor" if "axis.factor" in frame else "axis.ratio"
+    if "axis.factor" in frame and "axis.ratio" in frame:
+        frame["sampling"] = frame["axis.factor"].map(lambda f: f"f{f:g}" if pd.notna(f) else None).fillna(
+            frame["axis.ratio"].map(lambda r: f"r{r:g}" if pd.notna(r) else None))
+        sampling = "sampling"
+    keys = ["axis.activation", "axis.supervision", sampling]
+    table = Table(title=f"sweep {outcome.spec.name!r}: {outcome.count('FINISHED')} finished, "
+                        f"{outcome.count('FAILED')} failed, {outcome.count('INTERRUPTED')} interrupted, "
+                        f"{outcome.count('PENDING')} not started, {outcome.skipped} skipped — "
+                        "held-out PSNR over datasets and seeds")
+    for col in ("model", "supervision", sampling.removeprefix("axis."), "finished", "test PSNR", "test SSIM"):
+        table.add_column(col, justify="right")
+    for key, group in frame.groupby(keys, sort=True):
+        done = group[group["status"] == "FINISHED"]
+        psnr = done["test_psnr"].astype(float)
+        ssim = done["test_ssim"].astype(float)
+        table.add_row(*[str(k) for k in key], f"{len(done)}/{len(group)}",
+                      f"{psnr.mean():.2f} ± {psnr.std(ddof=0):.2f}" if len(done) else "—",
+                      f"{ssim.mean():.3f}" if len(done) else "—")
+    return table
+
+
+def print_summary(outcome: SweepOutcome, spec_path: str) -> None:
+    if outcome.rows:
+        out.print(_trial_table(outcome) if len(outcome.rows) <= 24 else _grouped_table(outcome))
+        failed = [r for r in outcome.rows if r["status"] == "FAILED"]
+        if len(outcome.rows) > 24 and failed:
+            out.print(f"[red]{len(failed)} failed:[/] " + "; ".join(f"{r['trial']}: {r['failure']}" for r in failed[:10]))
+    if outcome.wall_seconds:
+        share = outcome.train_seconds / outcome.wall_seconds if outcome.wall_seconds else float("nan")
+        out.print(f"{outcome.planned - outcome.skipped} trials in {outcome.wall_seconds:.1f} s wall time; training "
+                  f"time summed over trials {outcome.train_seconds:.1f} s ({share:.2f}× the wall time)", soft_wrap=True)
+    if not outcome.complete:
+        out.print(f"[yellow]interrupted[/]: resume with  sobolev-sweep resume {spec_path}", soft_wrap=True)
+    if outcome.tracking_uri.startswith("http"):
+        out.print(f"open {outcome.tracking_uri} in a browser")
+    else:
+        out.print("open the MLflow UI with:\n"
+                  f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000\n"
+                  f"  (or: sobolev-sweep ui --tracking-uri {outcome.tracking_uri})", soft_wrap=True)
