@@ -17,7 +17,9 @@ from analysis.tables import LABELS  # noqa: E402
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
 PAPER_STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
                "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "savefig.bbox": "tight"}
-MODEL_COLORS = {"relu": "#1b9e77", "relu_pe": "#d95f02", "sine": "#7570b3"}
+MODEL_COLORS = {"relu": "#1b9e77", "relu_pe": "#d95f02", "sine": "#7570b3", "relu_ff": "#e7298a",
+                "finer": "#66a61e", "gauss": "#e6ab02", "wire": "#a6761d"}
+"""One colour per network (ColorBrewer Dark2); the supervision is the line style."""
 SUPERVISION_STYLE = {"val": "--", "der": ":", "val_der": "-"}
 
 
@@ -34,8 +36,10 @@ def data_efficiency_figure(finished: pd.DataFrame, metric: str, title: str, path
     data = curve_data(finished, metric)
     with plt.rc_context(PAPER_STYLE):
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6))
+        others = iter(plt.get_cmap("tab10").colors)
+        colors = {m: MODEL_COLORS.get(m) or next(others) for m in sorted(data["activation"].unique())}
         for (model, sup), line in data.groupby(["activation", "supervision"], sort=True):
-            color = MODEL_COLORS.get(model)
+            color = colors[model]
             std = line["std"].fillna(0.0)
             ax.plot(line["fraction"], line["mean"], SUPERVISION_STYLE.get(sup, "-."), marker="o", ms=2.5,
                     color=color, label=f"{model} · {sup}")

@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-MODEL_ORDER = ["relu", "relu_pe", "sine"]
+MODEL_ORDER = ["relu", "relu_pe", "relu_ff", "sine", "finer", "gauss", "wire"]
 SUPERVISION_ORDER = ["val", "der", "val_der"]
 DIGITS = {"test_psnr": 2, "train_psnr": 2, "test_ssim": 3, "train_ssim": 3}
 LABELS = {"test_psnr": "PSNR (dB)", "test_ssim": "SSIM", "train_psnr": "train PSNR (dB)", "train_ssim": "train SSIM"}

@@ -75,7 +75,7 @@ def config_options(config_class: Type[Settings]) -> Callable:
             names = [option_name(path)] + ([option_name(leaf)] if "." in path and counts[leaf] == 1 else [])
             shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
             if unwrap_annotation(info.annotation) is bool:
-                names = [f"{names[0]}/--no-{names[0][2:]}"]
+                names = [f"{n}/--no-{n[2:]}" for n in names]
                 kind: Dict[str, Any] = {}
             else:
                 kind = {"type": _click_type(info.annotation)}

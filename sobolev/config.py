@@ -50,6 +50,9 @@ class Settings(BaseModel):
     """What an unknown key is called in errors (``unknown image trial setting 'stpes'``)."""
     outside_key: ClassVar[FrozenSet[str]] = frozenset()
     """Fields that do not enter :meth:`identity` (they only relabel values set elsewhere)."""
+    added_fields: ClassVar[FrozenSet[str]] = frozenset()
+    """Fields added after trial keys were first written: they enter :meth:`identity` only when they
+    differ from their default, so the trials of earlier versions keep their keys."""
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -80,7 +83,7 @@ class Settings(BaseModel):
             given = data.get(name)
             if isinstance(given, Mapping) and _settings_class(info.annotation) is not None and info.default_factory:
                 default = info.default_factory()
-                data[name] = {**default.model_dump(), **given}
+                data[name] = {**default.model_dump(exclude_unset=True), **given}
         return data
 
     # -- dotted paths ---------------------------------------------------------------------
@@ -108,8 +111,16 @@ class Settings(BaseModel):
         return type(self).parse(data)
 
     def identity(self) -> Dict[str, Any]:
-        """The values that determine the trial's result: every field but :attr:`outside_key`."""
-        return self.model_dump(exclude=set(self.outside_key))
+        """The values that determine the trial's result (what a trial key hashes): every field but
+        :attr:`outside_key`, and :attr:`added_fields` only where they differ from their default."""
+        dumped = self.model_dump()
+        out: Dict[str, Any] = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name in self.outside_key or (name in self.added_fields and value == info.default):
+                continue
+            out[name] = value.identity() if isinstance(value, Settings) else dumped[name]
+        return out
 
     # -- MLflow params ----------------------------------------------------------------------
     def to_params(self) -> Dict[str, str]:

@@ -6,8 +6,9 @@ Two implementations with the same result:
               ``torch.autograd.grad(..., create_graph=True)`` per output channel, so that a loss
               on the derivative can itself be back-propagated (Sobolev training).
 ``forward``   analytic forward-mode tangents for the coordinate MLP's known layers (affine
-              coordinates, positional encoding, linear, sine/ReLU): the D input tangents are
-              pushed through the network beside the values (``dh' = act'(z) ⊙ (W dh)``), and
+              coordinates, encodings, linear, every registered activation — complex ones too): the
+              D input tangents are pushed through the network beside the values
+              (``dh' = act'(z) ⊙ (W dh)``), and
               autograd only differentiates that plain computation once.  It needs no graph at
               evaluation time and does D tangent passes instead of C reverse passes.
 ``auto`` picks ``forward`` for a :class:`~sobolev.models.CoordinateMLP` with at least as many
@@ -59,47 +60,34 @@ def mlp_value_and_jacobian(model, coords: torch.Tensor, tensors=None) -> Tuple[t
     ``tensors`` (:class:`~sobolev.models.MLPTensors`) replaces the model's own parameters, e.g.
     by K stacked networks of the same architecture, which adds a leading K axis everywhere.
     Differentiable with respect to the parameters (plain torch ops), and valid under
-    ``torch.no_grad()``.
+    ``torch.no_grad()``.  Complex layers (WIRE) carry complex tangents; the output's real part
+    is the network's.
 
     Shape:
         - coords: ``(N, D)`` / ``(K, N, D)``
         - values: ``(N, C)`` / ``(K, N, C)``
         - jacobian: ``(N, C, D)`` / ``(K, N, C, D)``
     """
-    from sobolev.encodings import PositionalEncoding, frequencies
+    from sobolev.encodings import Encoding
     from sobolev.models import affine
 
     tensors = model.tensors() if tensors is None else tensors
-    d = coords.shape[-1]
     scale = tensors.scale.to(coords.dtype)
-    # 1. normalised coordinates; their tangent along raw x_k is scale_k · e_k: diag(scale), (*, D, D)
+    # 1. normalised coordinates; their tangent along raw x_k is scale_k · e_k: (D, *, 1, D), one per point
     h = coords * scale.unsqueeze(-2) + tensors.shift.unsqueeze(-2)
-    eye = torch.diag_embed(scale)
-    enc = model.encoding
-    if isinstance(enc, PositionalEncoding):
-        # 2. encoding [x, sin a, cos a], a_ij = f_i x_j: tangent of x_k is
-        #    [e_k s_k, (cos a_ij, -sin a_ij) · f_i · s_k · [j = k]]
-        freqs = frequencies(enc.num_frequencies, enc.base, h)[:, None]  # (L, 1)
-        angles = h.unsqueeze(-2) * freqs  # (*, N, L, D)
-        sin, cos = torch.sin(angles), torch.cos(angles)
-        h = torch.cat((h, torch.stack((sin, cos), dim=-1).flatten(-3)), dim=-1)
-        tangents = []
-        for k in range(d):
-            onehot = eye[..., k, :].unsqueeze(-2).unsqueeze(-2)  # (*, 1, 1, D)
-            pe = torch.stack((cos * freqs * onehot, -sin * freqs * onehot), dim=-1).flatten(-3)
-            tangents.append(torch.cat((onehot[..., 0, :, :].expand(*h.shape[:-1], d), pe), dim=-1))
-        t = torch.stack(tangents)  # (D, *, N, F)
-    else:
-        t = eye.movedim(-2, 0).unsqueeze(-2)  # (D, *, 1, D): the same for every point, a broadcast
-    # 3. every layer: z = W h + b, ∂z/∂x_k = W ∂h/∂x_k;  h' = act(z), ∂h'/∂x_k = act'(z) ⊙ ∂z/∂x_k
+    t = torch.diag_embed(scale).movedim(-2, 0).unsqueeze(-2)
+    # 2. the encoding pushes the tangents through itself (``Encoding.value_and_tangent``)
+    if isinstance(model.encoding, Encoding):
+        h, t = model.encoding.value_and_tangent(h, t, *tensors.encoding)
+    # 3. every layer: z = W h + b, ∂z/∂x_k = W ∂h/∂x_k; then the activation's own tangent rule
+    #    (``act'(z) ⊙ ∂z/∂x_k`` for a real element-wise one)
     for (weight, bias), act in zip(tensors.linears, model.activations):
-        z = affine(h, weight, bias)
-        tz = t @ weight.mT
-        h, dh = act.value_and_derivative(z)
-        t = dh * tz
-    # 4. linear output layer
+        h, t = act.value_and_tangent(affine(h, weight, bias), t @ weight.mT)
+    # 4. linear output layer (its real part, for complex layers)
     values = affine(h, *tensors.output)
     jacobian = (t @ tensors.output[0].mT).movedim(0, -1)  # (*, N, C, D)
+    if values.is_complex():
+        values, jacobian = values.real, jacobian.real
     return values, jacobian
 
 

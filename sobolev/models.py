@@ -10,7 +10,7 @@ targets are (docs/protocol.md, "Common to every task").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, List, Optional, Sequence, Tuple
+from typing import Annotated, Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,7 @@ from torch import nn
 
 from sobolev.activations import ACTIVATIONS
 from sobolev.config import Integer, Number, Settings
-from sobolev.encodings import ENCODINGS
+from sobolev.encodings import ENCODINGS, Encoding
 from sobolev.errors import ConfigError
 
 
@@ -59,22 +59,54 @@ def check_model_name(name: str) -> str:
 
 
 class MLPConfig(Settings):
-    """The coordinate MLP; defaults are the paper's (docs/protocol.md, "Common to every task")."""
+    """The coordinate MLP; defaults are the paper's (docs/protocol.md, "Common to every task").
+
+    An activation or encoding may want other defaults than the config's (WIRE: ω0 = 20, width 181;
+    Gauss: s0 = 30; Fourier features: σ = 10, 256 features): a field left unset takes the network's
+    own value (``Activation.defaults``, ``Encoding.defaults``).  Knobs a network does not read are
+    ignored by it.
+    """
 
     setting_noun: ClassVar[str] = "model setting"
+    added_fields = frozenset({"s0", "detach_scale", "ff_sigma", "ff_features"})
 
     activation: Annotated[str, AfterValidator(check_model_name)] = "sine"
-    """Model name: an activation with an optional ``_<encoding>`` suffix (relu, relu_pe, sine)."""
+    """Model name: an activation (relu, sine, finer, gauss, wire) with an optional ``_<encoding>``
+    suffix (pe: Nyquist positional encoding, ff: random Fourier features): relu, relu_pe, sine,
+    finer, gauss, wire, relu_ff, …"""
     hidden_features: Integer = Field(256, ge=1)
-    """Width of every hidden layer."""
+    """Width of every hidden layer (wire: 181, a complex layer holding two numbers per weight)."""
     hidden_layers: Integer = Field(3, ge=0)
     """Number of hidden-to-hidden layers between the first and the output layer."""
     w0: Number = Field(30.0, gt=0)
-    """Frequency factor of sine layers, ``sin(w0 · x)``."""
+    """Frequency factor ω0: sine ``sin(w0 · z)``, finer ``sin(w0 · (|z|+1) · z)``, wire ``exp(i · w0 · z …)``
+    (wire: 20)."""
+    s0: Optional[Number] = Field(None, gt=0)
+    """Scale: gauss ``exp(-(s0 · z)²)`` (30), wire's Gaussian window ``|s0 · z|²`` (10)."""
+    detach_scale: bool = False
+    """finer: detach the scale ``|z| + 1`` from the gradient as FINER's code does (value-only training)."""
+    ff_sigma: Optional[Number] = Field(None, gt=0)
+    """Fourier features (``_ff``): std σ of the random frequencies B (10)."""
+    ff_features: Optional[Integer] = Field(None, ge=1)
+    """Fourier features (``_ff``): number of random frequencies, the encoding has twice as many (256)."""
 
     def __init__(self, activation: Optional[str] = None, **settings: Any) -> None:
         """``MLPConfig("relu_pe", hidden_layers=4)``: the model name may come first."""
         super().__init__(**settings, **({"activation": activation} if activation is not None else {}))
+
+    @classmethod
+    def layer_defaults(cls, data: Dict[str, Any]) -> Dict[str, Any]:
+        """The chosen activation's and encoding's own defaults under the given settings."""
+        try:
+            act, enc = parse_model_name(data.get("activation", cls.model_fields["activation"].default))
+        except (ConfigError, AttributeError):  # a bad name fails on its field
+            return data
+        defaults = {**ACTIVATIONS.get(act).defaults, **(ENCODINGS.get(enc).defaults if enc else {})}
+        return {**defaults, **data}
+
+    def knobs(self) -> Dict[str, Any]:
+        """Every knob an activation or encoding may read, by name."""
+        return {name: getattr(self, name) for name in ("w0", "s0", "detach_scale", "ff_sigma", "ff_features")}
 
     def build(
         self,
@@ -83,18 +115,27 @@ class MLPConfig(Settings):
         coordinates: Optional[AffineCoordinates],
         samples_per_axis: float,
     ) -> "CoordinateMLP":
-        """The network for a signal; ``samples_per_axis`` sizes a Nyquist positional encoding."""
+        """The network for a signal; ``samples_per_axis`` sizes a Nyquist positional encoding.
+
+        The coordinate map sends the signal onto ``[-R, R]`` per axis (R = 1 for images, 100 for
+        audio); an encoding that needs [0, 1] (Fourier features) is told R.
+        """
         act_name, enc_name = parse_model_name(self.activation)
-        encoding = ENCODINGS.get(enc_name)(in_features, samples_per_axis) if enc_name else None
+        encoding = None
+        if enc_name:
+            enc_cls = ENCODINGS.get(enc_name)
+            radius = float(-coordinates.shift.min()) if coordinates is not None else 1.0
+            encoding = enc_cls.build(in_features, samples_per_axis, radius,
+                                     **{k: v for k, v in self.knobs().items() if k in enc_cls.knobs})
         return CoordinateMLP(
             in_features,
             out_features,
             hidden_features=self.hidden_features,
             hidden_layers=self.hidden_layers,
             activation=act_name,
-            w0=self.w0,
             coordinates=coordinates,
             encoding=encoding,
+            **self.knobs(),
         )
 
 
@@ -117,6 +158,8 @@ class MLPTensors:
     output: Affine
     scale: torch.Tensor
     shift: torch.Tensor
+    encoding: Tuple[torch.Tensor, ...] = ()
+    """The encoding's own tensors (Fourier features' B ``(F, D)`` / ``(K, F, D)``); none for the others."""
 
 
 def affine(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -144,11 +187,15 @@ def stack_tensors(models: Sequence["CoordinateMLP"]) -> MLPTensors:
         output=stack([t.output for t in each]),
         scale=torch.stack([t.scale for t in each]),
         shift=torch.stack([t.shift for t in each]),
+        encoding=tuple(torch.stack(ts) for ts in zip(*(t.encoding for t in each))),
     )
 
 
 class CoordinateMLP(nn.Module):
     """``Linear(in,256)+act, hidden_layers × [Linear(256,256)+act], Linear(256,out)``.
+
+    A complex activation (WIRE) makes every layer after the first complex; the output is then the
+    real part of the output layer.
 
     Shape:
         - input: ``(N, in_features)`` raw coordinates
@@ -163,40 +210,58 @@ class CoordinateMLP(nn.Module):
         hidden_features: int = 256,
         hidden_layers: int = 3,
         activation: str = "sine",
-        w0: float = 30.0,
         coordinates: Optional[AffineCoordinates] = None,
-        encoding: Optional[nn.Module] = None,
+        encoding: Optional[Encoding] = None,
+        **knobs: Any,
     ) -> None:
+        """``knobs``: the activation's settings (``w0``, ``s0``, ``detach_scale``); those it does not
+        read are ignored."""
         super().__init__()
         self.coordinates = coordinates if coordinates is not None else nn.Identity()
         self.encoding = encoding if encoding is not None else nn.Identity()
+        act_cls = ACTIVATIONS.get(activation)
         first_in = getattr(encoding, "out_features", in_features)
         widths = [first_in] + [hidden_features] * (hidden_layers + 1)
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.activations = nn.ModuleList(ACTIVATIONS.get(activation)(w0) for _ in self.linears)
-        self.output = nn.Linear(hidden_features, out_features)
-        # The paper's init: each activation initialises the layer in front of it; the output
+        dtype = torch.cfloat if act_cls.complex_layers else None
+        self.linears = nn.ModuleList(nn.Linear(a, b, dtype=dtype if i else None)
+                                     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])))
+        self.activations = nn.ModuleList(act_cls(**{k: v for k, v in knobs.items() if k in act_cls.knobs})
+                                         for _ in self.linears)
+        self.output = nn.Linear(hidden_features, out_features, dtype=dtype)
+        # The authors' init: each activation initialises the layer in front of it; the output
         # layer takes the init of the last activation.
         for i, (linear, act) in enumerate(zip(self.linears, self.activations)):
             act.init_linear(linear, first=(i == 0))
         self.activations[-1].init_linear(self.output, first=False)
 
+    @property
+    def flush_denormals(self) -> bool:
+        """Its activations underflow into denormal floats (slow on a CPU unless flushed to zero)."""
+        return any(act.flush_denormals for act in self.activations)
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         h = self.encoding(self.coordinates(coords))
         for linear, act in zip(self.linears, self.activations):
             h = act(linear(h))
-        return self.output(h)
+        out = self.output(h)
+        return out.real if out.is_complex() else out
+
+    def double(self) -> "CoordinateMLP":
+        """float64 (complex128 for complex layers): for exact comparisons in tests."""
+        return self._apply(lambda t: t.to(torch.complex128) if t.is_complex()
+                           else t.double() if t.is_floating_point() else t)
 
     def tensors(self) -> MLPTensors:
-        """This network's parameters (and coordinate map) in functional form."""
+        """This network's parameters (and coordinate map, and encoding tensors) in functional form."""
         if isinstance(self.coordinates, AffineCoordinates):
             scale, shift = self.coordinates.scale, self.coordinates.shift
         else:
             d = self.linears[0].in_features if isinstance(self.encoding, nn.Identity) else self.encoding.in_features
             scale = torch.ones(d, device=self.output.weight.device)
             shift = torch.zeros(d, device=self.output.weight.device)
+        encoding = self.encoding.tensors() if isinstance(self.encoding, Encoding) else ()
         return MLPTensors([(lin.weight, lin.bias) for lin in self.linears], (self.output.weight, self.output.bias),
-                          scale, shift)
+                          scale, shift, encoding)
 
     def forward_with(self, tensors: MLPTensors, coords: torch.Tensor) -> torch.Tensor:
         """The forward pass with ``tensors`` in place of this network's own (e.g. K stacked networks).
@@ -205,7 +270,10 @@ class CoordinateMLP(nn.Module):
             - coords: ``(N, D)`` / ``(K, N, D)``
             - output: ``(N, C)`` / ``(K, N, C)``
         """
-        h = self.encoding(coords * tensors.scale.unsqueeze(-2) + tensors.shift.unsqueeze(-2))
+        h = coords * tensors.scale.unsqueeze(-2) + tensors.shift.unsqueeze(-2)
+        if isinstance(self.encoding, Encoding):
+            h = self.encoding.encode(h, *tensors.encoding)
         for (w, b), act in zip(tensors.linears, self.activations):
             h = act(affine(h, w, b))
-        return affine(h, *tensors.output)
+        out = affine(h, *tensors.output)
+        return out.real if out.is_complex() else out

@@ -59,7 +59,7 @@ def test_train_audio_writes_wav_and_plot(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--activation", "tanh"], "unknown activation 'tanh'; known: relu, relu_nerf, relu_pe, sine"),
+        (["--activation", "tanh"], "unknown activation 'tanh'; known: finer, finer_ff, finer_nerf, finer_pe, gauss"),
         (["--operator", "scharr"], "unknown operator 'scharr'; known: diff, sobel"),
         (["--supervision", "both"], "unknown supervision 'both'; known: der, val, val_der"),
         (["--factor", "0"], "factor must be in 1..8, got 0"),

@@ -60,7 +60,9 @@ def test_relu_kaiming_normal_init_every_layer_including_output():
 
 
 def test_unknown_activation_lists_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown activation 'tanh'; known: relu, relu_nerf, relu_pe, sine, sine_nerf, sine_pe"):
+    with pytest.raises(ConfigError, match=r"unknown activation 'tanh'; known: finer, finer_ff, finer_nerf, finer_pe, "
+                                          r"gauss, gauss_ff, gauss_nerf, gauss_pe, relu, relu_ff, relu_nerf, relu_pe, "
+                                          r"sine, sine_ff, sine_nerf, sine_pe, wire, wire_ff, wire_nerf, wire_pe$"):
         parse_model_name("tanh")
     with pytest.raises(ConfigError, match="relu_xx"):
         parse_model_name("relu_xx")

@@ -59,7 +59,7 @@ def test_overrides_include_exclude_and_extra_axes(tmp_path):
     "override,message",
     [
         ("grid.activaton=[sine]", "grid.activaton: unknown key (did you mean 'activations'?)"),
-        ("grid.activations=[sine, tanh]", "grid.activations[1]: unknown activation 'tanh'; known: relu, relu_nerf, relu_pe"),
+        ("grid.activations=[sine, tanh]", "grid.activations[1]: unknown activation 'tanh'; known: finer, finer_ff"),
         ("grid.supervision=[]", "grid.supervision: List should have at least 1 item"),
         ("trial.stpes=5", "trial.stpes: unknown image trial setting (did you mean 'steps'?)"),
         ("trial.steps=many", "trial.steps: Input should be a valid integer"),

@@ -129,3 +129,11 @@ class RegressionConfig(Settings):
             raise ConfigError("derivative_source 'subsampled' needs grid sampling (factor), not a random ratio",
                               path=("derivative_source",))
         return self
+
+    @model_validator(mode="after")
+    def _derivatives_need_the_true_derivative(self) -> "RegressionConfig":
+        if self.model.detach_scale and SUPERVISIONS.get(self.supervision).uses_derivatives:
+            raise ConfigError(f"detach_scale trains FINER on values only (its derivative is not the network's); "
+                              f"refused with supervision {self.supervision!r}: use val, or leave detach_scale off",
+                              path=("model", "detach_scale"))
+        return self
