@@ -37,6 +37,8 @@ class SweepResults:
     experiment_id: str
     tracking_uri: str
     parent_run_ids: List[str] = field(default_factory=list)
+    searches: List[Dict] = field(default_factory=list)
+    """A tuned comparison: each arm's search result as the sweep recorded it (``runners.tuning``)."""
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -149,7 +151,23 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     frame["fraction"] = [task.sampled_fraction(s) for s in samplings]
     frame["sampling"] = [s.label().replace("=", " ") for s in samplings]
     frame = frame.sort_values(["dataset", "activation", "supervision", "fraction", "seed"], ignore_index=True)
-    return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids)
+    return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids, _searches(parents, trials))
+
+
+def _searches(parents: List, trials: List) -> List[Dict]:
+    """The search results the parent runs of the reported trials recorded (newest first wins per arm)."""
+    from runners.tuning import SEARCH_TAG
+
+    used = {r.data.tags.get(PARENT) for r in trials}
+    found: Dict[str, Dict] = {}
+    for run in reversed(parents):
+        if run.info.run_id not in used and used:
+            continue
+        for tag, text in run.data.tags.items():
+            if tag.startswith(SEARCH_TAG):
+                result = json.loads(text)
+                found.setdefault(result["label"], result)
+    return list(found.values())
 
 
 def _config(task: Task, params: Dict[str, str]):

@@ -24,6 +24,7 @@ from analysis.collect import SweepResults, collect
 from analysis.figures import data_efficiency_figure, picture_grid
 from analysis.significance import significance_latex, significance_markdown, significance_table
 from analysis.tables import LABELS, MODEL_ORDER, SUPERVISION_ORDER, build_table, ordered, to_frame, to_latex, to_markdown
+from analysis.tuned import tuned_caption, tuned_frame, tuned_latex, tuned_markdown
 from sobolev.errors import ConfigError
 
 FORMATS = ("tex", "csv", "md", "png", "pdf")
@@ -106,11 +107,25 @@ def make_report(target: str, opts: ReportOptions) -> Report:
         path.write_text(text)
         report.files.append(path)
 
+    tuned_note = ""
+    if results.searches:  # a tuned comparison: its tuned values and budgets first
+        tuned, caption = tuned_frame(results.searches), tuned_caption(results.searches)
+        tuning_metric = results.searches[0].get("metric", "test_psnr")
+        md = tuned_markdown(tuned, tuning_metric, caption)
+        if "md" in opts.formats:
+            write("tuned.md", md)
+        if "csv" in opts.formats:
+            write("tuned.csv", tuned.to_csv(float_format="%.10g"))
+        if "tex" in opts.formats:
+            write("tuned.tex", tuned_latex(tuned, tuning_metric, caption))
+        md_parts += ["## Tuned values per arm", "", md, ""]
+        tuned_note = ", every arm tuned with an equal budget (tuned.md)"
+
     # 3. tables and significance, per metric
     for metric in opts.metrics:
         caption = (f"Sweep {results.name}: held-out {LABELS.get(metric, metric)} at {level}, "
                    + (f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed")
-                   + f" ({len(at_level)}/{len(planned_at_level)} trials finished).")
+                   + f" ({len(at_level)}/{len(planned_at_level)} trials finished{tuned_note}).")
         table = build_table(at_level, metric, datasets, models, sups, caption)
         latex = to_latex(table, label=f"tab:{results.name}-{metric}")
         report.latex[metric] = latex
@@ -124,13 +139,13 @@ def make_report(target: str, opts: ReportOptions) -> Report:
         md_parts += [f"## {metric} at {level}", "", md_table, ""]
         if "val" in sups and "val_der" in sups:
             sig = significance_table(at_level, metric, models)
-            sig_md = significance_markdown(sig, metric, level)
+            sig_md = significance_markdown(sig, metric, level, tuned_note)
             if "csv" in opts.formats:
                 write(f"significance_{metric}.csv", sig.to_csv(index=False, float_format="%.10g"))
             if "md" in opts.formats:
                 write(f"significance_{metric}.md", sig_md)
             if "tex" in opts.formats:
-                write(f"significance_{metric}.tex", significance_latex(sig, metric, level))
+                write(f"significance_{metric}.tex", significance_latex(sig, metric, level, tuned_note))
             md_parts += [sig_md, ""]
         else:
             report.notes.append("significance needs both val and val_der runs: skipped")

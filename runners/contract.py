@@ -74,3 +74,19 @@ class PackNames:
     def __call__(self, trial) -> str:
         keys = pack_keys(trial.config)
         return self.names.get(keys[0], keys[0]) + (f" +{len(keys) - 1}" if len(keys) > 1 else "")
+
+
+@dataclass(frozen=True)
+class TuningArm:
+    """One arm of a search and its context, handed to each of the arm's Tune trials (``tune.with_parameters``);
+    a Tune trial's config is the sampled values (``Arm.param_space``)."""
+
+    context: TrialContext
+    arm: Any
+    """The :class:`runners.search.Arm`."""
+    metric: str
+    """The held-out metric whose mean over the arm's members is the objective."""
+
+    def run_key(self, trial_id: str) -> str:
+        """The tuning run of one configuration: the arm's search key and Tune's trial id."""
+        return f"{self.arm.key}/{trial_id}"

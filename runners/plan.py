@@ -19,13 +19,15 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from runners.spec import SweepSpec
 from sobolev.errors import ConfigError
 from sobolev.losses import SUPERVISIONS
 from sobolev.tasks import Dataset, SignalInfo, Task
 from sobolev.trainers.config import RegressionConfig
+
+if TYPE_CHECKING:  # runners.spec imports this module (through runners.search)
+    from runners.spec import SweepSpec
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class PlannedTrial:
     """All samples of the signal (evaluation cost)."""
     channels: int = 0
     """Channels of the signal (packing)."""
+    tags: Dict[str, str] = field(default_factory=dict)
+    """MLflow tags of its run besides the key (a tuned comparison's phase and arm)."""
 
     def summary(self) -> Dict[str, Any]:
         """What a sweep records of its plan: key, name and axes (``plan.json`` of the parent run)."""
@@ -62,6 +66,8 @@ class SweepPlan:
     """Combinations removed by include/exclude."""
     datasets: Dict[str, str] = field(default_factory=dict)
     """Display name → resolved source."""
+    arms: List[Any] = field(default_factory=list)
+    """The arms of ``spec.search`` (``runners.search.Arm``), planned over these (untuned) trials."""
 
 
 def trial_key(task: str, identity: Dict[str, Any], data_digest: str) -> str:
@@ -92,16 +98,27 @@ def _matches(axes: Dict[str, Any], entry: Dict[str, Any]) -> bool:
     return all(axes.get(k) == v for k, v in entry.items())
 
 
-def plan_sweep(spec: SweepSpec, spec_path: str) -> SweepPlan:
-    """Expand the grid into typed, keyed trials (datasets opened here); errors name ``spec_path``."""
+def plan_sweep(spec: SweepSpec, spec_path: str, tuned: Optional[Dict[str, Dict[str, Any]]] = None) -> SweepPlan:
+    """Expand the grid into typed, keyed trials (datasets opened here); errors name ``spec_path``.
+
+    With a ``search``: without ``tuned``, the grid as specified and its arms (``SweepPlan.arms``);
+    with ``tuned`` (arm label → the best values of its search), the evaluation trials: every grid
+    trial with its arm's tuned values, keyed by its tuned config.
+    """
     try:
-        return _plan(spec, spec_path)
+        plan = _plan(spec, spec_path, tuned)
+        if spec.search is not None and tuned is None:
+            from runners.search import plan_search
+
+            plan.arms = plan_search(spec, plan.trials, _resolve_datasets(spec))
+        return plan
     except ConfigError as exc:
         raise exc.in_source(spec_path) from None
 
 
-def _plan(spec: SweepSpec, spec_path: str) -> SweepPlan:
+def _plan(spec: SweepSpec, spec_path: str, tuned: Optional[Dict[str, Dict[str, Any]]]) -> SweepPlan:
     task = spec.task_def
+    per = spec.search.per if spec.search is not None else []
     datasets = _resolve_datasets(spec)  # 1.
     g = spec.grid
     sampling = [("factor", f) for f in g.sampling.factors] + [("ratio", r) for r in g.sampling.ratios]
@@ -123,6 +140,9 @@ def _plan(spec: SweepSpec, spec_path: str) -> SweepPlan:
         sampled = {"factor": sval, "ratio": None} if skind == "factor" else {"ratio": sval}
         changes = {task.config_class.data_field: dataset.source, "supervision": sup, "seed": seed,
                    "model.activation": act, **sampled, **dict(zip(extra_keys, extra))}
+        arm = "/".join(str(axes[p]) for p in per)
+        if tuned is not None:
+            changes.update(tuned[arm])
         try:
             config = spec.trial.with_changes(changes)  # 2.
             data_key = (dataset.name, skind, sval, *map(repr, extra))  # activation, supervision, seed: same data
@@ -135,6 +155,7 @@ def _plan(spec: SweepSpec, spec_path: str) -> SweepPlan:
             key=trial_key(task.name, config.identity(), dataset.digest),  # 4.
             name=label, task=task, axes=axes, config=config, points=task.training_points(config, info),
             samples=info.samples, channels=info.channels,
+            tags={"sobolev.phase": "evaluate", "sobolev.arm": arm} if tuned is not None else {},
         ))
     if not trials:
         raise ConfigError("include/exclude leave no trial to run")

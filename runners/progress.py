@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from rich.console import Group
 from rich.live import Live
@@ -161,7 +161,67 @@ class ProgressCallback(Callback):
             _Sink.refresh(event=True)
 
 
-def fit_with_progress(tuner, progress: SweepProgress, live_view: bool) -> bool:
+class SearchProgress:
+    """Phase 1 of a tuned comparison: per arm, configurations done / stopped early / failed, and the best
+    objective so far (rendered like :class:`SweepProgress`)."""
+
+    def __init__(self, labels: List[str], samples: int, metric: str, steps: int) -> None:
+        self.samples, self.metric, self.steps = samples, metric, steps
+        self.arms: Dict[str, Dict[str, Any]] = {
+            label: {"done": 0, "stopped": 0, "failed": 0, "best": None} for label in labels}
+        self.current = labels[0] if labels else ""
+        self.start = time.time()
+
+    def observe(self, objective: Optional[float]) -> None:
+        arm = self.arms[self.current]
+        if objective is not None and math.isfinite(objective) and (arm["best"] is None or objective > arm["best"]):
+            arm["best"] = float(objective)
+
+    def end(self, outcome: str) -> None:
+        """A configuration of the current arm ended: ``done``, ``stopped`` (by ASHA) or ``failed``."""
+        self.arms[self.current][outcome] += 1
+
+    def render(self):
+        table = Table(title=f"tuning: {self.samples} configurations per arm, held-out {self.metric} on the tuning "
+                            f"data — elapsed {_fmt_seconds(time.time() - self.start)}")
+        for col in ("arm", "configurations", "stopped early", "failed", "best so far"):
+            table.add_column(col, justify="right")
+        for label, arm in self.arms.items():
+            ended = arm["done"] + arm["stopped"] + arm["failed"]
+            best = f"{arm['best']:.3f}" if arm["best"] is not None else "—"
+            mark = "▶ " if label == self.current and ended < self.samples else ""
+            table.add_row(mark + label, f"{ended}/{self.samples}", str(arm["stopped"]), str(arm["failed"]), best)
+        return table
+
+    def line(self) -> str:
+        arm = self.arms[self.current]
+        best = f"{arm['best']:.3f}" if arm["best"] is not None else "-"
+        return (f"tuning {self.current}: {arm['done'] + arm['stopped'] + arm['failed']}/{self.samples} configurations "
+                f"({arm['stopped']} stopped early, {arm['failed']} failed), best {self.metric} {best}, elapsed "
+                f"{_fmt_seconds(time.time() - self.start)}")
+
+
+class SearchCallback(Callback):
+    """Feeds the driver's :class:`SearchProgress` from Tune's events of one arm's search."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if isinstance(_Sink.progress, SearchProgress):
+            _Sink.progress.observe(result.get("objective"))
+            _Sink.refresh()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if isinstance(_Sink.progress, SearchProgress):
+            reached = trial.last_result.get("step", 0)
+            _Sink.progress.end("done" if reached >= _Sink.progress.steps else "stopped")
+            _Sink.refresh(event=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if isinstance(_Sink.progress, SearchProgress):
+            _Sink.progress.end("failed")
+            _Sink.refresh(event=True)
+
+
+def fit_with_progress(tuner, progress, live_view: bool) -> bool:
     """``tuner.fit()`` under the live view; False when interrupted with Ctrl-C."""
     _Sink.progress = progress
     _Sink.live = Live(progress.render(), console=console, refresh_per_second=2) if live_view else None

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator,
-                      model_validator)
+from pydantic import Field, TypeAdapter, ValidationError, create_model, field_validator, model_validator
 
-from sobolev.config import Integer, Number, config_error, did_you_mean
+from runners.search import PER_AXES, SearchSettings
+from sobolev.config import Integer, Number, Settings, config_error, did_you_mean
 from sobolev.errors import ConfigError
 from sobolev.losses import SUPERVISIONS
 from sobolev.models import check_model_name
@@ -41,11 +41,7 @@ def _check_supervision(name: str) -> str:
     return SUPERVISIONS.get(name).name
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class SamplingAxis(Strict):
+class SamplingAxis(Settings):
     """Training sets to sweep: grid factors and/or random ratios."""
 
     factors: List[Integer] = Field(default_factory=list)
@@ -65,7 +61,7 @@ class SamplingAxis(Strict):
         return self
 
 
-class Grid(Strict):
+class Grid(Settings):
     """The axes whose product makes the trials."""
 
     datasets: List[str] = Field(min_length=1)
@@ -109,7 +105,7 @@ def _each(values: List[Any], check) -> List[Any]:
     return values
 
 
-class Resources(Strict):
+class Resources(Settings):
     """What one trial asks Ray for."""
 
     cpu: Number = Field(1.0, gt=0)
@@ -118,7 +114,7 @@ class Resources(Strict):
     """GPUs per trial; a fraction puts several trials onto one GPU."""
 
 
-class RunSettings(Strict):
+class RunSettings(Settings):
     """How the sweep engine runs the trials."""
 
     max_concurrent: Optional[Integer] = Field(None, ge=1)
@@ -133,7 +129,7 @@ class RunSettings(Strict):
     """Train up to K trials of one architecture and point count as one batched network."""
 
 
-class SweepSpec(Strict):
+class SweepSpec(Settings):
     """A whole sweep.  The registered tasks each get a subclass whose ``task`` and ``trial`` are typed
     (:func:`spec_class`); a spec is validated as their discriminated union (:func:`parse_spec`)."""
 
@@ -154,6 +150,8 @@ class SweepSpec(Strict):
     """Keep only the combinations that match one of these (axis → value)."""
     exclude: List[Dict[str, Any]] = Field(default_factory=list)
     """Drop the combinations that match one of these."""
+    search: Optional[SearchSettings] = None
+    """Tune every arm with the same budget on tuning data first (``runners.search``); none: the grid as it is."""
 
     @classmethod
     def grid_set_fields(cls) -> Tuple[str, ...]:
@@ -182,16 +180,9 @@ class SweepSpec(Strict):
         settable = [p for p in task.config_class.field_paths() if p not in self.grid_set_fields()]
         for key, values in self.grid.extra.items():
             where = ("grid", "extra", key)
-            if key in self.grid_set_fields():
-                raise ConfigError("set by the grid axes, not here", path=where)
-            if key not in settable:
-                raise ConfigError(f"unknown {task.config_class.setting_noun}{did_you_mean(key, settable)}; "
-                                  f"known: {', '.join(settable)}", path=where)
+            self._check_setting(key, where, settable, "set by the grid axes, not here")
             for i, value in enumerate(values):
-                try:
-                    self.trial.with_changes({key: value})
-                except ConfigError as exc:
-                    raise ConfigError(exc.message, path=(*where, i)) from None
+                self._check_value(key, value, (*where, i))
         allowed = list(AXIS_KEYS) + list(self.grid.extra)
         for section in ("include", "exclude"):
             for i, entry in enumerate(getattr(self, section)):
@@ -200,10 +191,75 @@ class SweepSpec(Strict):
                         raise ConfigError(f"unknown axis {key!r}{did_you_mean(key, allowed)}; known: "
                                           f"{', '.join(allowed)}", path=(section, i))
         if self.run.pack > 1 and not task.packable:
-            packable = [n for n in TASKS.in_order() if TASKS.get(n).packable]
-            raise ConfigError(f"packing supports tasks {' and '.join(packable)}, not {task.name} (got "
+            raise ConfigError(f"packing supports tasks {' and '.join(packable_tasks())}, not {task.name} (got "
                               f"{self.run.pack}); set run.pack=1", path=("run", "pack"))
+        if self.search is not None:
+            self._check_search(settable)
         return self
+
+    def _check_setting(self, key: str, where: Tuple, settable: List[str], grid_hint: str) -> None:
+        """``key`` names a trial setting the grid does not set."""
+        if key in self.grid_set_fields():
+            raise ConfigError(grid_hint, path=where)
+        if key not in settable:
+            noun = self.task_def.config_class.setting_noun
+            raise ConfigError(f"unknown {noun}{did_you_mean(key, settable)}; known: {', '.join(settable)}", path=where)
+
+    def _check_value(self, key: str, value: Any, where: Tuple, prefix: str = "") -> None:
+        """``value`` is a valid value of trial setting ``key`` (its type, bounds and cross-checks)."""
+        try:
+            self.trial.with_changes({key: value})
+        except ConfigError as exc:
+            raise ConfigError(prefix + exc.message, path=where) from None
+
+    def _check_search(self, settable: List[str]) -> None:
+        """The search block against the task, the grid and the trial settings (``runners.search``)."""
+        search, task = self.search, self.task_def
+        if not task.packable:
+            raise ConfigError(f"a search trains each configuration's tuning datasets as one batched network: tasks "
+                              f"{' and '.join(packable_tasks())}, not {task.name}", path=("search",))
+        for key, dist in search.space.items():
+            where = ("search", "space", key)
+            self._check_setting(key, where, settable, "set by the grid axes; tune it with search.per instead")
+            for value in dist.candidates():
+                self._check_value(key, value, where, f"{dist.kind} value {value!r}: ")
+        allowed = [*PER_AXES, *self.grid.extra]
+        for i, axis in enumerate(search.per):
+            if axis not in allowed:
+                raise ConfigError(f"unknown axis {axis!r}{did_you_mean(axis, allowed)}; known: {', '.join(allowed)}",
+                                  path=("search", "per", i))
+        varying = {"activation": self.grid.activations, "supervision": self.grid.supervision, **self.grid.extra}
+        for axis, values in varying.items():
+            if len(values) > 1 and axis not in search.per:
+                raise ConfigError(f"the grid varies {axis} ({', '.join(map(str, values))}): add it to search.per "
+                                  "(one search per value)", path=("search", "per"))
+        levels = len(self.grid.sampling.factors) + len(self.grid.sampling.ratios)
+        if search.factor is None and search.ratio is None and levels > 1:
+            raise ConfigError(f"the grid has {levels} sampling levels: say which one tuning uses", path=("search",
+                                                                                                          "factor"))
+        if search.factor is not None:
+            try:
+                Sampling(factor=search.factor, max_factor=task.config_class.max_factor).validate()
+            except ConfigError as exc:
+                raise exc.at("search", "factor") from None
+        if search.ratio is not None:
+            try:
+                Sampling(ratio=search.ratio).validate()
+            except ConfigError as exc:
+                raise exc.at("search", "ratio") from None
+        if search.scheduler is not None:
+            steps = [self.trial.steps, *self.grid.extra.get("steps", [])]
+            grace = search.scheduler.asha.grace_steps
+            if grace > min(steps):
+                raise ConfigError(f"{grace} is more than the trial's {min(steps)} steps",
+                                  path=("search", "scheduler", "asha", "grace_steps"))
+            if not self.trial.eval_every:
+                raise ConfigError("ASHA compares configurations on the held-out metric every eval_every steps: set "
+                                  "trial.eval_every (e.g. a divisor of the grace steps)", path=("trial", "eval_every"))
+
+
+def packable_tasks() -> List[str]:
+    return [n for n in TASKS.in_order() if TASKS.get(n).packable]
 
 
 @lru_cache(maxsize=None)

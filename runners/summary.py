@@ -54,7 +54,27 @@ def _grouped_table(outcome: SweepOutcome) -> Table:
     return table
 
 
+def search_table(outcome: SweepOutcome) -> Table:
+    """A tuned comparison: per arm, its tuned values, best objective and the budget it got."""
+    metric = outcome.spec.search.metric if outcome.spec.search is not None else "objective"
+    table = Table(title=f"search: every arm tuned with {outcome.spec.search.samples} configurations on "
+                        f"{', '.join(outcome.spec.search.datasets)} (best held-out {metric}, mean over the tuning data)")
+    for col in ("arm", "tuned values", f"best {metric}", "completed", "stopped early", "failed", "steps trained"):
+        table.add_column(col)
+    for result in outcome.searches.values():
+        values = ", ".join(f"{k}={_value(v)}" for k, v in result["values"].items()) or "—"
+        table.add_row(result["label"], values, _fmt(result["objective"], 3), str(result["completed"]),
+                      str(result["stopped"]), str(result["failed"]), str(result["steps_trained"]))
+    return table
+
+
+def _value(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def print_summary(outcome: SweepOutcome, spec_path: str) -> None:
+    if outcome.searches:
+        out.print(search_table(outcome))
     if outcome.rows:
         out.print(_trial_table(outcome) if len(outcome.rows) <= 24 else _grouped_table(outcome))
         failed = [r for r in outcome.rows if r["status"] == "FAILED"]
@@ -62,8 +82,11 @@ def print_summary(outcome: SweepOutcome, spec_path: str) -> None:
             out.print(f"[red]{len(failed)} failed:[/] " + "; ".join(f"{r['trial']}: {r['failure']}" for r in failed[:10]))
     if outcome.wall_seconds:
         share = outcome.train_seconds / outcome.wall_seconds if outcome.wall_seconds else float("nan")
-        out.print(f"{outcome.planned - outcome.skipped} trials in {outcome.wall_seconds:.1f} s wall time; training "
-                  f"time summed over trials {outcome.train_seconds:.1f} s ({share:.2f}× the wall time)", soft_wrap=True)
+        search = outcome.phases.get("search")
+        out.print(f"{outcome.planned - outcome.skipped} trials in {outcome.wall_seconds:.1f} s wall time"
+                  + (f" ({search:.1f} s of it the search)" if search else "")
+                  + f"; training time summed over trials {outcome.train_seconds:.1f} s ({share:.2f}× the wall time)",
+                  soft_wrap=True)
     if not outcome.complete:
         out.print(f"[yellow]interrupted[/]: resume with  sobolev-sweep resume {spec_path}", soft_wrap=True)
     if outcome.tracking_uri.startswith("http"):

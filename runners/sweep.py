@@ -35,6 +35,7 @@ from runners.plan import PlannedTrial, SweepPlan, pack_trials, plan_sweep
 from runners.progress import ProgressCallback, SweepProgress, fit_with_progress
 from runners.spec import SweepSpec, parse_spec_text, read_spec_text
 from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, resolve_tracking_uri, store_exists
+from runners.tuning import recorded_search, run_search, tuned_values
 from sobolev.config import flatten
 from sobolev.errors import ConfigError
 
@@ -78,14 +79,18 @@ class SweepOutcome:
     rows: List[Dict[str, Any]] = field(default_factory=list)
     phases: Dict[str, float] = field(default_factory=dict)
     """Wall seconds of the driver's phases: prepare (plan, checks), ray_start, launch (parent run, Tuner,
-    estimate), tune (the trials), collect (states from MLflow)."""
+    estimate), search (a tuned comparison's phase 1), tune (the trials), collect (states from MLflow)."""
+    searches: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    """A tuned comparison: arm key → its search's result (``runners.tuning.search_result``)."""
+    search_interrupted: bool = False
+    """Interrupted while tuning: ``resume`` continues the search."""
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.statuses.values() if s == status)
 
     @property
     def complete(self) -> bool:
-        return all(s in ("FINISHED", "FAILED") for s in self.statuses.values())
+        return not self.search_interrupted and all(s in ("FINISHED", "FAILED") for s in self.statuses.values())
 
     @property
     def exit_code(self) -> int:
@@ -136,10 +141,18 @@ def concurrency(spec: SweepSpec, opts: SweepOptions, cpus: int) -> int:
 # -- plan --------------------------------------------------------------------------------------
 
 def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
-    """``sobolev-sweep plan``: the trials, their count, which are finished, and the cost."""
+    """``sobolev-sweep plan``: the trials, their count, which are finished, and the cost; a tuned comparison:
+    its search first (per arm: what it tunes, its budget and its cost), then its evaluation trials."""
     _, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
     spec = plan.spec
     conc = concurrency(spec, opts, os.cpu_count() or 1)
+    search_est = show_search_plan(plan, tracker, exp_id, conc) if plan.arms else 0.0
+    if plan.arms and exp_id is not None and all(recorded_search(tracker, exp_id, a) for a in plan.arms):
+        plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, {a.key: recorded_search(tracker, exp_id, a)
+                                                                    for a in plan.arms}))
+    elif plan.arms:
+        out.print("evaluation: the trials below with each arm's tuned values (their keys are known after tuning; "
+                  "the costs assume the untuned settings)", soft_wrap=True)
     table = Table(title=f"sweep {spec.name!r} ({spec.task}) — {spec_path}")
     for col in ("#", "trial", "trial_key", "points", "steps", "est. s", "in MLflow"):
         table.add_column(col, justify="right" if col in ("#", "points", "steps", "est. s") else "left")
@@ -169,7 +182,53 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
         f"(plus ~{1.5 * todo / conc / 60:.1f} min orchestration).",
         soft_wrap=True,
     )
+    if search_est:
+        out.print(f"With the search: about {(search_est + total_est) / conc / 60:.1f} min wall time in all.")
     return plan
+
+
+def show_search_plan(plan: SweepPlan, tracker: Tracker, exp_id: Optional[str], conc: int) -> float:
+    """Phase 1 of a tuned comparison in ``plan``: per arm, the searched fields, the budget and the cost.
+    Returns the search's estimated trial-seconds."""
+    spec = plan.spec
+    search = spec.search
+    scheduler = "none"
+    steps_per_config = float(spec.trial.steps)
+    if search.scheduler is not None:
+        asha = search.scheduler.asha
+        scheduler = f"ASHA (grace {asha.grace_steps} steps, ×1/{asha.reduction_factor:g} per rung)"
+        steps_per_config = asha_steps(search.samples, asha.grace_steps, asha.reduction_factor,
+                                      spec.trial.steps) / search.samples
+    table = Table(title=f"search ({search.algorithm}, scheduler {scheduler}): every arm gets {search.samples} "
+                        f"configurations, each trained on {', '.join(search.datasets)} × seeds "
+                        f"{', '.join(map(str, search.seeds))} as one batched network; objective: mean held-out "
+                        f"{search.metric}")
+    for col in ("arm", "searched", "not searched (do not apply)", "members", "steps (budget)", "est. s", "in MLflow"):
+        table.add_column(col)
+    total = 0.0
+    for arm in plan.arms:
+        est = sum(estimate_seconds(m) for m in arm.members) * search.samples * steps_per_config / spec.trial.steps
+        done = exp_id is not None and recorded_search(tracker, exp_id, arm) is not None
+        total += 0.0 if done else est
+        searched = ", ".join(f"{k} {d.kind}{d.candidates() if d.kind != 'choice' else d.choice}"
+                             for k, d in arm.space.items())
+        skipped = ", ".join(k for k in search.space if k not in arm.space) or "—"
+        table.add_row(arm.label, searched, skipped, str(len(arm.members)),
+                      f"{search.samples * steps_per_config:.0f}", f"{est:.1f}",
+                      "[green]searched[/]" if done else "")
+    out.print(table)
+    return total
+
+
+def asha_steps(samples: int, grace: int, eta: float, max_t: int) -> float:
+    """Steps ASHA trains ``samples`` configurations for, in expectation: ``samples / eta^k`` of them reach
+    rung ``k`` at ``grace · eta^k`` steps, and the survivors of the last rung go on to ``max_t``."""
+    rungs = [grace * eta**k for k in range(64) if grace * eta**k < max_t] + [max_t]
+    total, reached = 0.0, 0.0
+    for k, milestone in enumerate(rungs):
+        total += samples / eta**k * (milestone - reached)
+        reached = milestone
+    return total
 
 
 # -- run / resume --------------------------------------------------------------------------------
@@ -211,14 +270,20 @@ def _read_state(root: Path, spec_path: str) -> Dict[str, Any]:
 
 
 def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
-    """``sobolev-sweep run``: steps 1–6."""
+    """``sobolev-sweep run``: steps 1–6 (a tuned comparison: its search first, ``runners.tuning``)."""
     t_start = time.time()
     spec_text, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
     spec = plan.spec
-    todo = [t for t in plan.trials if opts.rerun or t.key not in finished]
-    skipped = len(plan.trials) - len(todo)
-    outcome = SweepOutcome(spec=spec, planned=len(plan.trials), skipped=skipped, tracking_uri=uri)
-    if not todo:
+    searches = {a.key: r for a in plan.arms if (r := recorded_search(tracker, exp_id, a)) is not None} \
+        if exp_id else {}
+    to_search = [a for a in plan.arms if a.key not in searches]
+    if plan.arms and not to_search:  # every arm was tuned before: the evaluation trials are known now
+        plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, searches))
+    todo = [t for t in plan.trials if opts.rerun or t.key not in finished] if not to_search else []
+    skipped = len(plan.trials) - len(todo) if not to_search else 0
+    outcome = SweepOutcome(spec=spec, planned=len(plan.trials), skipped=skipped, tracking_uri=uri,
+                           searches=searches)
+    if not to_search and not todo:
         out.print(f"all {len(plan.trials)} trials of {spec.name!r} are already FINISHED in {uri}; "
                   "nothing to run (--rerun forces)", soft_wrap=True)
         return outcome
@@ -237,20 +302,35 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
              **flatten(spec.trial.model_dump(exclude_unset=True), "trial.")},
             {"sobolev.spec_path": str(Path(spec_path).resolve()), "sobolev.overrides": " ".join(opts.overrides)},
         )
-        tracker.log_plan(parent, spec_text, list(opts.overrides), [t.summary() for t in plan.trials])
         outcome.parent_run_id = parent
         root = storage_root(opts, spec)
         ctx = _trial_context(spec, uri, exp_id, parent)
         conc = concurrency(spec, opts, int(resources.get("CPU", 1)))
+        state = {"format": STATE_FORMAT, "experiment_path": str(root / invocation), "parent_run_id": parent,
+                 "experiment_id": exp_id, "tracking_uri": uri, "spec_path": str(Path(spec_path).resolve()),
+                 "overrides": list(opts.overrides), "phase": "search" if to_search else "evaluate",
+                 "trial_keys": [t.key for t in todo], "started": t_start}
+        _write_state(root, state)
+        if to_search:  # phase 1: tune every arm, then plan the evaluation with the tuned values
+            t_search = time.time()
+            found, completed = run_search(to_search, spec, tracker, exp_id, parent, ctx, root / invocation, conc,
+                                          _live(opts))
+            outcome.searches.update(found)
+            outcome.phases["search"] = time.time() - t_search
+            if not completed:
+                return _interrupted_search(outcome, tracker, parent, t_start)
+            plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, outcome.searches))
+            todo = [t for t in plan.trials if opts.rerun or t.key not in finished]
+            outcome.planned, outcome.skipped = len(plan.trials), len(plan.trials) - len(todo)
+            _write_state(root, {**state, "phase": "evaluate", "trial_keys": [t.key for t in todo]})
+        tracker.log_plan(parent, spec_text, list(opts.overrides), [t.summary() for t in plan.trials])
+        if not todo:  # tuned values that earlier evaluations already ran
+            tracker.finish(parent, "FINISHED")
+            outcome.wall_seconds = time.time() - t_start
+            return outcome
         tuner = _new_tuner(spec, todo, ctx, root, invocation, conc)
-        _write_state(root, {
-            "format": STATE_FORMAT, "experiment_path": str(root / invocation), "parent_run_id": parent,
-            "experiment_id": exp_id, "tracking_uri": uri, "spec_path": str(Path(spec_path).resolve()),
-            "overrides": list(opts.overrides),
-            "trial_keys": [t.key for t in todo], "started": t_start,
-        })
         estimate = sum(estimate_seconds(t) for t in todo) / conc
-        progress = SweepProgress({t.key: t.name for t in todo}, estimate, skipped)
+        progress = SweepProgress({t.key: t.name for t in todo}, estimate, outcome.skipped)
         t_tune = time.time()
         outcome.phases["launch"] = t_tune - t_start - outcome.phases["prepare"] - outcome.phases["ray_start"]
         completed = fit_with_progress(tuner, progress, _live(opts))
@@ -272,8 +352,9 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     check_reachable(uri)
     tracker = Tracker(uri)
     exp_id, parent = state["experiment_id"], state["parent_run_id"]
-    plan = plan_sweep(parse_spec_text(read_spec_text(state["spec_path"]), state["spec_path"], state["overrides"]),
-                      state["spec_path"])
+    ran_spec = parse_spec_text(read_spec_text(state["spec_path"]), state["spec_path"], state["overrides"])
+    plan = plan_sweep(ran_spec, state["spec_path"])
+    searching = state.get("phase") == "search"
     todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
     outcome = SweepOutcome(spec=spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent)
     resources = connect_ray(spec, opts.address, spec_path)
@@ -282,9 +363,27 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
 
         tracker.client.update_run(parent, status="RUNNING")
         path = state["experiment_path"]
-        done = {r.data.tags.get(TAG_KEY) for r in tracker.children(exp_id, parent) if r.info.status == "FINISHED"}
         ctx = _trial_context(plan.spec, uri, exp_id, parent)
-        if state.get("format") == STATE_FORMAT and tune.Tuner.can_restore(path):
+        if plan.arms:  # a tuned comparison: the search first (restored where it stopped), then its evaluation
+            conc = concurrency(ran_spec, opts, int(resources.get("CPU", 1)))
+            outcome.searches, completed = run_search(plan.arms, ran_spec, tracker, exp_id, parent, ctx, Path(path),
+                                                     conc, _live(opts))
+            if not completed:
+                return _interrupted_search(outcome, tracker, parent, t_start)
+            plan = plan_sweep(ran_spec, state["spec_path"], tuned_values(plan.arms, outcome.searches))
+            if searching:
+                finished = tracker.finished_trial_keys(exp_id)
+                todo = [t for t in plan.trials if t.key not in finished]
+                tracker.log_plan(parent, read_spec_text(state["spec_path"]), state["overrides"],
+                                 [t.summary() for t in plan.trials])
+            else:
+                todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
+            outcome.planned = len(todo)
+        done = {r.data.tags.get(TAG_KEY) for r in tracker.children(exp_id, parent) if r.info.status == "FINISHED"}
+        if not todo:
+            tracker.finish(parent, "FINISHED")
+            return outcome
+        if not searching and state.get("format") == STATE_FORMAT and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=_trainable(plan.spec, SweepTrials.of(todo, ctx)),
                                        resume_errored=True)
         else:  # no Tune state (the driver died first), or one of an older version: start the unfinished afresh
@@ -298,6 +397,14 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
         return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
     finally:
         shutdown_ray()
+
+
+def _interrupted_search(outcome: SweepOutcome, tracker: Tracker, parent: str, t_start: float) -> SweepOutcome:
+    """Ctrl-C while tuning: the parent run KILLED, ``resume`` continues the search."""
+    outcome.search_interrupted = True
+    outcome.wall_seconds = time.time() - t_start
+    tracker.finish(parent, "KILLED")
+    return outcome
 
 
 def _new_tuner(spec: SweepSpec, trials: List[PlannedTrial], ctx: TrialContext, root: Path, name: str,

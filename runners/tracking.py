@@ -21,6 +21,7 @@ from sobolev.config import flatten
 from sobolev.errors import ConfigError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars on stderr
 
 
 def _quiet_mlflow() -> None:
@@ -191,9 +192,10 @@ class Tracker:
             return json.loads(Path(local).read_text())["trials"]
 
     def open_child(self, exp_id: str, parent_id: str, key: str, name: str, params: Dict[str, Any],
-                   tags: Dict[str, str]) -> Tuple[Any, bool]:
+                   tags: Dict[str, str], kind: str = "trial") -> Tuple[Any, bool]:
         """The trial's child run and whether it was created now: reopened (``tags`` updated) if this
-        parent already has it, else created with ``params`` and ``tags``."""
+        parent already has it, else created with ``params`` and ``tags``.  ``kind``: ``trial`` (what
+        reports read), or ``tuning`` (one configuration of a search)."""
         existing = self.find_child(exp_id, parent_id, key)
         if existing is not None:
             if existing.info.status != "FINISHED" and not diverged(existing):
@@ -201,7 +203,7 @@ class Tracker:
                 self.set_tags(existing.info.run_id, tags)
             return existing, False
         run = self.client.create_run(
-            exp_id, run_name=name, tags={PARENT: parent_id, TAG_KEY: key, TAG_KIND: "trial", **tags}
+            exp_id, run_name=name, tags={PARENT: parent_id, TAG_KEY: key, TAG_KIND: kind, **tags}
         )
         self.log_params(run.info.run_id, params)
         return run, True

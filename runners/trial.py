@@ -120,7 +120,7 @@ class TrialPack:
                 "sobolev.pack_size": str(len(self.members))}
         for t in self.members:
             run, created = self.tracker.open_child(self.ctx.experiment_id, self.ctx.parent_run_id, t.key,
-                                                   t.name, trial_params(t), tags)
+                                                   t.name, trial_params(t), {**tags, **t.tags})
             self.run_ids[t.key] = run.info.run_id
             if run.info.status == "FINISHED":
                 self.finished.append(t.key)

@@ -57,18 +57,21 @@ class LossTerms:
 
 @dataclass(frozen=True)
 class Supervision:
-    """What a supervision trains on: whether it needs values and/or network derivatives."""
+    """What a supervision trains on: whether it needs values and/or network derivatives, and whether λ
+    weighs one term against the other."""
 
     name: str
     uses_values: bool
     uses_derivatives: bool
     combine: Callable[[Optional[torch.Tensor], Optional[torch.Tensor], float], torch.Tensor]
+    weighted: bool = False
+    """``lambda_der`` changes the loss (only when both terms are trained on)."""
 
 
 SUPERVISIONS: Registry[Supervision] = Registry("supervision")
 SUPERVISIONS.register("val")(Supervision("val", True, False, lambda v, d, lam: v))
 SUPERVISIONS.register("der")(Supervision("der", False, True, lambda v, d, lam: d))
-SUPERVISIONS.register("val_der")(Supervision("val_der", True, True, lambda v, d, lam: v + lam * d))
+SUPERVISIONS.register("val_der")(Supervision("val_der", True, True, lambda v, d, lam: v + lam * d, weighted=True))
 
 
 def sobolev_loss(

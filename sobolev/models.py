@@ -104,6 +104,13 @@ class MLPConfig(Settings):
         defaults = {**ACTIVATIONS.get(act).defaults, **(ENCODINGS.get(enc).defaults if enc else {})}
         return {**defaults, **data}
 
+    def reads(self, name: str) -> bool:
+        """Whether the network this config builds reads field ``name`` (a knob of another network does not)."""
+        if name not in self.knobs():
+            return True
+        act, enc = parse_model_name(self.activation)
+        return name in ACTIVATIONS.get(act).knobs or (enc is not None and name in ENCODINGS.get(enc).knobs)
+
     def knobs(self) -> Dict[str, Any]:
         """Every knob an activation or encoding may read, by name."""
         return {name: getattr(self, name) for name in ("w0", "s0", "detach_scale", "ff_sigma", "ff_features")}

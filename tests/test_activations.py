@@ -85,7 +85,7 @@ def test_initial_weights_follow_the_authors_distributions():
     gauss = MLPConfig("gauss").build(2, 3, None, 16)  # PyTorch's default: U(±1/√fan_in), weights and biases
     for layer in [*gauss.linears, gauss.output]:
         _uniform_bound_and_std(layer.weight.detach(), 1 / math.sqrt(layer.in_features))
-        assert float(layer.bias.abs().max()) <= 1 / math.sqrt(layer.in_features)
+        assert float(layer.bias.detach().abs().max()) <= 1 / math.sqrt(layer.in_features)
     wire = MLPConfig("wire").build(2, 3, None, 16)
     assert [lin.weight.dtype for lin in wire.linears] == [torch.float32] + [torch.complex64] * 3
     assert wire.output.weight.dtype == torch.complex64 and wire.linears[1].in_features == 181  # ⌊256/√2⌋

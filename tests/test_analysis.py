@@ -197,3 +197,63 @@ def test_latex_tables_compile_with_pdflatex(report, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "paper.pdf").stat().st_size > 1000
+
+
+def test_primary_test_pairs_datasets_with_bootstrap_and_holm(report):
+    """The dataset level: seeds averaged within each dataset, then paired; Holm across the models."""
+    import pandas as pd
+
+    from analysis.significance import hierarchical_bootstrap, holm, paired_differences
+
+    _, out, _ = report
+    sig = pd.read_csv(out / "significance_test_psnr.csv").set_index("model")
+    # sine at factor 4: alpha has seeds 0, 1 (seed 2 failed), beta 0, 1, 2
+    per_dataset = []
+    for d in DATASETS:
+        seeds = [s for s in SEEDS if (d, "sine", "val", 4, s) != FAILED]
+        per_dataset.append(statistics.mean(psnr(d, "sine", "val_der", 4, s) - psnr(d, "sine", "val", 4, s)
+                                           for s in seeds))
+    assert sig.loc["sine", "datasets"] == 2
+    assert sig.loc["sine", "dataset_mean_diff"] == pytest.approx(statistics.mean(per_dataset), abs=1e-9)
+    assert math.isnan(sig.loc["sine", "dataset_t_p"])  # 2 datasets < 3: no test ...
+    assert "does not generalise across images" in sig.loc["sine", "note"]  # ... and the table says why
+    # Holm by hand: p-values 0.01, 0.04, 0.03, NaN → sorted 0.01 × 3, 0.03 × 2, 0.04 × 1 (monotone)
+    assert holm([0.01, 0.04, 0.03, math.nan])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(holm([0.01, 0.04, 0.03, math.nan])[3])
+    within = sig.loc[["relu", "sine"], "t_p"].tolist()
+    assert sig.loc[["relu", "sine"], "t_p_holm"].tolist() == pytest.approx(holm(within))
+    # the hierarchical bootstrap: reproducible, and around the dataset-level mean
+    finished = collect("known", report[2]).finished
+    at4 = finished[finished["sampling"] == "factor 4"]
+    diff = paired_differences(at4, "test_psnr", "sine")
+    low, high = hierarchical_bootstrap(diff)
+    assert (low, high) == hierarchical_bootstrap(diff)
+    assert low <= statistics.mean(per_dataset) <= high
+    assert (sig.loc["sine", "boot_ci_low"], sig.loc["sine", "boot_ci_high"]) == pytest.approx((low, high))
+
+
+def test_dataset_level_test_matches_scipy_on_dataset_means():
+    import numpy as np
+    import pandas as pd
+
+    from analysis.significance import significance_table
+
+    rows = []
+    rng = np.random.default_rng(1)
+    for d in range(4):
+        for s in range(3):
+            base = 20 + 3 * d + rng.normal(0, 0.2)
+            rows += [{"dataset": f"d{d}", "seed": s, "activation": "sine", "supervision": "val", "test_psnr": base},
+                     {"dataset": f"d{d}", "seed": s, "activation": "sine", "supervision": "val_der",
+                      "test_psnr": base + 0.5 + 0.3 * d + rng.normal(0, 0.1)}]
+    frame = pd.DataFrame(rows)
+    table = significance_table(frame, "test_psnr", ["sine"]).set_index("model")
+    wide = frame.pivot_table(index=["dataset", "seed"], columns="supervision", values="test_psnr")
+    means = wide.groupby(level=0).mean()
+    assert table.loc["sine", "datasets"] == 4 and table.loc["sine", "n"] == 12
+    assert table.loc["sine", "dataset_t_p"] == pytest.approx(stats.ttest_rel(means["val_der"], means["val"]).pvalue)
+    assert table.loc["sine", "dataset_t_p_holm"] == pytest.approx(table.loc["sine", "dataset_t_p"])  # one model
+    assert "generalise" not in table.loc["sine", "note"]
+    # the dataset-level interval is wider than the within-image one: 4 datasets, not 12 independent pairs
+    assert (table.loc["sine", "dataset_ci_high"] - table.loc["sine", "dataset_ci_low"]
+            > table.loc["sine", "ci_high"] - table.loc["sine", "ci_low"])

@@ -79,6 +79,16 @@ class RegressionConfig(Settings):
         """The signal this trial fits (the value of :attr:`data_field`)."""
         return getattr(self, self.data_field)
 
+    def applies(self, path: str) -> bool:
+        """Whether the setting at ``path`` changes this trial's result: λ only weighs ``val_der``'s terms, and a
+        model knob matters only to the network that reads it (a search does not tune what does not apply)."""
+        if path == "lambda_der":
+            return SUPERVISIONS.get(self.supervision).weighted
+        head, _, rest = path.partition(".")
+        if head == "model" and rest:
+            return self.model.reads(rest)
+        return True
+
     def setup(self):  # pragma: no cover - abstract
         """The config is the factory: the trainer of this trial."""
         raise NotImplementedError
