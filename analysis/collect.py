@@ -73,8 +73,9 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
 
     ``parent``: ``all`` child runs of the experiment, the ``latest`` invocation only, or a run id.
     The planned trials (those without any run appear as ``MISSING``) are the ones the sweep actually
-    ran: the plan its parent run recorded — or, when ``overrides`` are given with a spec, the spec
-    planned again with them.
+    ran: the plans its parent runs recorded (every invocation's, for ``all``; the rows are then every
+    trial run, planned or not) — or, when ``overrides`` are given with a spec, exactly the spec planned
+    again with them.
     """
     spec_trials = None
     name = target
@@ -109,8 +110,14 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
         if parent not in parent_ids:
             raise ConfigError(f"--parent {parent!r} is not a sweep run of {name!r}; known: {', '.join(parent_ids)}")
         trials = [r for r in trials if r.data.tags.get(PARENT) == parent]
+    only_planned = spec_trials is not None  # a spec planned again: exactly its trials
     if spec_trials is None and parent_ids:
-        spec_trials = tracker.planned_trials(parent if parent not in ("all", "latest") else parent_ids[-1])
+        if parent == "all":  # every invocation's plan: trials none of them ran are MISSING
+            plans = [p for p in (tracker.planned_trials(i) for i in parent_ids) if p is not None]
+            spec_trials = list({t["key"]: t for plan in plans for t in plan}.values()) if plans else None
+        else:  # one invocation: exactly what it planned
+            spec_trials = tracker.planned_trials(parent_ids[-1] if parent == "latest" else parent)
+            only_planned = spec_trials is not None
     rows = []
     for r in sorted(trials, key=lambda r: r.info.start_time):
         p = r.data.params
@@ -139,7 +146,7 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
         seen = set(frame["trial_key"]) if not frame.empty else set()
         missing = [{"trial_key": t["key"], "status": "MISSING", **t["axes"]}
                    for t in spec_trials if t["key"] not in seen]
-        if not frame.empty:
+        if not frame.empty and only_planned:
             frame = frame[frame["trial_key"].isin({t["key"] for t in spec_trials})]
         frame = pd.concat([frame, pd.DataFrame(missing)], ignore_index=True) if missing else frame
     if frame.empty:

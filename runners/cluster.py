@@ -15,6 +15,11 @@ from runners.spec import SweepSpec
 from sobolev.errors import ConfigError
 
 
+def trial_resources(spec: SweepSpec) -> Dict[str, float]:
+    """What one Tune trial asks Ray for (``tune.with_resources``)."""
+    return {"cpu": spec.resources.cpu, **({"gpu": spec.resources.gpu} if spec.resources.gpu else {})}
+
+
 def check_address(address: str, timeout: float = 3.0) -> None:
     """An unreachable ``--address`` fails in seconds with the cause."""
     if address == "auto" or address.startswith("ray://"):

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from runners.tracking import TAG_ARM, TAG_PHASE
 from sobolev.errors import ConfigError
 from sobolev.losses import SUPERVISIONS
 from sobolev.tasks import Dataset, SignalInfo, Task
@@ -64,8 +65,6 @@ class SweepPlan:
     trials: List[PlannedTrial]
     dropped: int = 0
     """Combinations removed by include/exclude."""
-    datasets: Dict[str, str] = field(default_factory=dict)
-    """Display name → resolved source."""
     arms: List[Any] = field(default_factory=list)
     """The arms of ``spec.search`` (``runners.search.Arm``), planned over these (untuned) trials."""
 
@@ -145,7 +144,8 @@ def _plan(spec: SweepSpec, spec_path: str, tuned: Optional[Dict[str, Dict[str, A
             changes.update(tuned[arm])
         try:
             config = spec.trial.with_changes(changes)  # 2.
-            data_key = (dataset.name, skind, sval, *map(repr, extra))  # activation, supervision, seed: same data
+            # activation, supervision and seed never change the data; extra axes and tuned values may
+            data_key = (dataset.name, skind, sval, *map(repr, extra), repr(sorted((tuned or {}).get(arm, {}).items())))
             if data_key not in opened:
                 opened[data_key] = task.inspect(config)  # 3.
         except ConfigError as exc:
@@ -155,14 +155,14 @@ def _plan(spec: SweepSpec, spec_path: str, tuned: Optional[Dict[str, Dict[str, A
             key=trial_key(task.name, config.identity(), dataset.digest),  # 4.
             name=label, task=task, axes=axes, config=config, points=task.training_points(config, info),
             samples=info.samples, channels=info.channels,
-            tags={"sobolev.phase": "evaluate", "sobolev.arm": arm} if tuned is not None else {},
+            tags={TAG_PHASE: "evaluate", TAG_ARM: arm} if tuned is not None else {},
         ))
     if not trials:
         raise ConfigError("include/exclude leave no trial to run")
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
         raise ConfigError("two grid points give the same trial (a repeated value on an axis?)", path=("grid",))
-    return SweepPlan(spec, spec_path, trials, dropped, {d.name: d.source for d in datasets})
+    return SweepPlan(spec, spec_path, trials, dropped)
 
 
 def pack_trials(trials: List[PlannedTrial], size: int) -> List[List[PlannedTrial]]:

@@ -165,11 +165,12 @@ class SearchProgress:
     """Phase 1 of a tuned comparison: per arm, configurations done / stopped early / failed, and the best
     objective so far (rendered like :class:`SweepProgress`)."""
 
-    def __init__(self, labels: List[str], samples: int, metric: str, steps: int) -> None:
-        self.samples, self.metric, self.steps = samples, metric, steps
+    def __init__(self, steps: Dict[str, int], samples: int, metric: str) -> None:
+        self.samples, self.metric, self.steps = samples, metric, dict(steps)
+        """``steps``: arm label → the steps a configuration of that arm trains."""
         self.arms: Dict[str, Dict[str, Any]] = {
-            label: {"done": 0, "stopped": 0, "failed": 0, "best": None} for label in labels}
-        self.current = labels[0] if labels else ""
+            label: {"done": 0, "stopped": 0, "failed": 0, "best": None} for label in steps}
+        self.current = next(iter(steps), "")
         self.start = time.time()
 
     def observe(self, objective: Optional[float]) -> None:
@@ -212,7 +213,7 @@ class SearchCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         if isinstance(_Sink.progress, SearchProgress):
             reached = trial.last_result.get("step", 0)
-            _Sink.progress.end("done" if reached >= _Sink.progress.steps else "stopped")
+            _Sink.progress.end("done" if reached >= _Sink.progress.steps[_Sink.progress.current] else "stopped")
             _Sink.refresh(event=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):

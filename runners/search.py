@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Dict, List, Literal, Optional, Sequence, Tuple
 from pydantic import Field, field_validator, model_validator
 
 from runners.plan import PlannedTrial, trial_key
-from sobolev.config import Integer, Number, Settings
+from sobolev.config import Integer, Number, Settings, nest
 from sobolev.errors import ConfigError
 from sobolev.tasks import Dataset
 
@@ -151,14 +151,14 @@ class Arm:
     key: str
     """Hash of the members, the space and the search settings: a finished search of this key is reused."""
 
+    @property
+    def steps(self) -> int:
+        """Steps a configuration of this arm trains (``steps`` may be an axis)."""
+        return self.members[0].config.steps
+
     def param_space(self) -> Dict[str, Any]:
         """Tune's nested param space (``{"model": {"w0": tune.uniform(…)}}``)."""
-        from sobolev.config import set_path
-
-        space: Dict[str, Any] = {}
-        for path, dist in self.space.items():
-            set_path(space, path, dist.domain())
-        return space
+        return nest({path: dist.domain() for path, dist in self.space.items()})
 
 
 def axis_changes(axes: Dict[str, Any]) -> Dict[str, Any]:
@@ -218,6 +218,10 @@ def plan_search(spec, grid_trials: Sequence[PlannedTrial], grid_datasets: Sequen
                               f"one shape, got {sorted(shapes)}; set trial.size", path=("search", "datasets"))
         base = members[0].config
         space = {path: dist for path, dist in search.space.items() if base.applies(path)}  # 3.
+        if not space:
+            raise ConfigError(f"none of the searched fields ({', '.join(search.space)}) applies to arm {label}: its "
+                              f"{search.samples} configurations would all be the same; add one that does (e.g. lr)",
+                              path=("search", "space"))
         blob = json.dumps({"members": [m.key for m in members], "space": {k: v.model_dump() for k, v in space.items()},
                            "settings": search.model_dump(exclude={"space", "per", "datasets"})},
                           sort_keys=True, default=str)

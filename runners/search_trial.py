@@ -24,17 +24,16 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from runners.contract import TuningArm
-from runners.tracking import TAG_DIVERGED, TAG_FAILURE, Tracker
+from runners.tracking import TAG_ARM, TAG_DIVERGED, TAG_FAILURE, TAG_PHASE, TAG_SEARCH_KEY, TAG_STOPPED_AT, Tracker
 from sobolev.config import flatten
-
-STOPPED_AT = "sobolev.stopped_at_step"
-"""Tag of a tuning run that ASHA stopped early: the last step it reported."""
 
 
 def tuning_params(arm: TuningArm, sampled: Dict[str, Any]) -> Dict[str, Any]:
     """What a tuning run records as params: the sampled values, the arm and its members' data."""
     members = arm.arm.members
-    return {**{f"search.{k}": v for k, v in sampled.items()}, **{f"axis.{k}": v for k, v in arm.arm.axes.items()},
+    from runners.tuning import SEARCHED
+
+    return {**{f"{SEARCHED}{k}": v for k, v in sampled.items()}, **{f"axis.{k}": v for k, v in arm.arm.axes.items()},
             "task": members[0].task.name, "tuning.datasets": ",".join(sorted({m.axes["dataset"] for m in members})),
             "tuning.seeds": ",".join(sorted({str(m.axes["seed"]) for m in members})), "tuning.members": len(members)}
 
@@ -54,8 +53,8 @@ def tuning_trial(config: Dict[str, Any], arm: TuningArm) -> None:
     trial_id = tune.get_context().get_trial_id()
     run, _ = tracker.open_child(ctx.experiment_id, ctx.parent_run_id, arm.run_key(trial_id),  # 2.
                                 f"tune {arm.arm.label} {trial_id}", tuning_params(arm, sampled),
-                                {"sobolev.phase": "tune", "sobolev.arm": arm.arm.label,
-                                 "sobolev.search_key": arm.arm.key}, kind="tuning")
+                                {TAG_PHASE: "tune", TAG_ARM: arm.arm.label, TAG_SEARCH_KEY: arm.arm.key},
+                                kind="tuning")
     run_id = run.info.run_id
     if run.info.status == "FINISHED":  # finished before a resume: report what it had
         tune.report({"objective": run.data.metrics.get("objective", math.nan), "step": configs[0].steps})
@@ -130,7 +129,7 @@ class Configuration:
                 tune.report(result)
         except SystemExit:  # Tune stopped this configuration (ASHA): a result, not a failure
             if not self.ended:
-                self.tracker.set_tags(self.run_id, {STOPPED_AT: step})
+                self.tracker.set_tags(self.run_id, {TAG_STOPPED_AT: step})
                 self.tracker.finish(self.run_id, "FINISHED")
                 self.ended = True
             raise

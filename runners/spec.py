@@ -67,7 +67,8 @@ class Grid(Settings):
     datasets: List[str] = Field(min_length=1)
     """Built-in names, files, or folders (Set5-style image folders, LLFF scenes)."""
     activations: List[str] = Field(default_factory=lambda: ["sine"], min_length=1)
-    """Model names: an activation with an optional ``_<encoding>`` (relu, relu_pe, sine)."""
+    """Model names: an activation with an optional ``_<encoding>`` (relu, relu_pe, sine, finer, gauss, wire,
+    relu_ff, …)."""
     supervision: List[str] = Field(default_factory=lambda: ["val", "val_der"], min_length=1)
     """``val``, ``der``, ``val_der``."""
     sampling: SamplingAxis
@@ -173,10 +174,7 @@ class SweepSpec(Settings):
     def _consistent(self) -> "SweepSpec":
         task = self.task_def
         for i, factor in enumerate(self.grid.sampling.factors):
-            try:
-                Sampling(factor=factor, max_factor=task.config_class.max_factor).validate()
-            except ConfigError as exc:
-                raise exc.at("grid", "sampling", "factors", i) from None
+            self._check_sampling(("grid", "sampling", "factors", i), factor=factor)
         settable = [p for p in task.config_class.field_paths() if p not in self.grid_set_fields()]
         for key, values in self.grid.extra.items():
             where = ("grid", "extra", key)
@@ -196,6 +194,13 @@ class SweepSpec(Settings):
         if self.search is not None:
             self._check_search(settable)
         return self
+
+    def _check_sampling(self, where: Tuple, factor: int = 4, ratio: Optional[float] = None) -> None:
+        """A sampling level the task accepts (its largest factor)."""
+        try:
+            Sampling(factor=factor, ratio=ratio, max_factor=self.task_def.config_class.max_factor).validate()
+        except ConfigError as exc:
+            raise exc.at(*where) from None
 
     def _check_setting(self, key: str, where: Tuple, settable: List[str], grid_hint: str) -> None:
         """``key`` names a trial setting the grid does not set."""
@@ -238,15 +243,9 @@ class SweepSpec(Settings):
             raise ConfigError(f"the grid has {levels} sampling levels: say which one tuning uses", path=("search",
                                                                                                           "factor"))
         if search.factor is not None:
-            try:
-                Sampling(factor=search.factor, max_factor=task.config_class.max_factor).validate()
-            except ConfigError as exc:
-                raise exc.at("search", "factor") from None
+            self._check_sampling(("search", "factor"), factor=search.factor)
         if search.ratio is not None:
-            try:
-                Sampling(ratio=search.ratio).validate()
-            except ConfigError as exc:
-                raise exc.at("search", "ratio") from None
+            self._check_sampling(("search", "ratio"), ratio=search.ratio)
         if search.scheduler is not None:
             steps = [self.trial.steps, *self.grid.extra.get("steps", [])]
             grace = search.scheduler.asha.grace_steps

@@ -56,13 +56,15 @@ def _grouped_table(outcome: SweepOutcome) -> Table:
 
 def search_table(outcome: SweepOutcome) -> Table:
     """A tuned comparison: per arm, its tuned values, best objective and the budget it got."""
-    metric = outcome.spec.search.metric if outcome.spec.search is not None else "objective"
-    table = Table(title=f"search: every arm tuned with {outcome.spec.search.samples} configurations on "
-                        f"{', '.join(outcome.spec.search.datasets)} (best held-out {metric}, mean over the tuning data)")
-    for col in ("arm", "tuned values", f"best {metric}", "completed", "stopped early", "failed", "steps trained"):
+    first = next(iter(outcome.searches.values()))
+    budgets = "/".join(str(b) for b in sorted({r["configurations"] for r in outcome.searches.values()}))
+    table = Table(title=f"search: every arm tuned with {budgets} configurations (best held-out {first['metric']}, "
+                        "mean over the tuning data)")
+    for col in ("arm", "tuned values", f"best {first['metric']}", "completed", "stopped early", "failed",
+                "steps trained"):
         table.add_column(col)
     for result in outcome.searches.values():
-        values = ", ".join(f"{k}={_value(v)}" for k, v in result["values"].items()) or "—"
+        values = ", ".join(f"{k}={_value(v)}" for k, v in result["values"].items()) or result.get("note") or "—"
         table.add_row(result["label"], values, _fmt(result["objective"], 3), str(result["completed"]),
                       str(result["stopped"]), str(result["failed"]), str(result["steps_trained"]))
     return table

@@ -11,8 +11,10 @@ Algorithm (``sobolev-sweep run SPEC``):
      trials, ``tune.with_resources``, ``reuse_actors``, retries from checkpoints).
   6. Read every trial's state back from MLflow (not from Tune's ResultGrid, which calls
      interrupted trials finished after SIGINT) and print the summary.
-``resume`` restores the same Tune experiment (``Tuner.restore(..., resume_errored=True)``)
-and the same parent run.
+``resume`` continues the same parent run: a tuned comparison's interrupted search first
+(``runners.tuning``), then the trials, restoring Tune's experiment (``Tuner.restore(...,
+resume_errored=True)``) when its state is there and of this version, else starting the
+unfinished trials afresh.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from rich.table import Table
 
-from runners.cluster import connect_ray, shutdown_ray
+from runners.cluster import connect_ray, shutdown_ray, trial_resources
 from runners.console import console, out
 from runners.contract import PACK, PackNames, SweepTrials, TrialContext, pack_dirname, pack_keys
 from runners.estimate import estimate_seconds
@@ -35,7 +37,7 @@ from runners.plan import PlannedTrial, SweepPlan, pack_trials, plan_sweep
 from runners.progress import ProgressCallback, SweepProgress, fit_with_progress
 from runners.spec import SweepSpec, parse_spec_text, read_spec_text
 from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, resolve_tracking_uri, store_exists
-from runners.tuning import recorded_search, run_search, tuned_values
+from runners.tuning import record_search, recorded_search, run_search, tuned_values
 from sobolev.config import flatten
 from sobolev.errors import ConfigError
 
@@ -240,10 +242,7 @@ def _trainable(spec: SweepSpec, trials: SweepTrials):
 
     from runners.trial import sobolev_trial
 
-    resources = {"cpu": spec.resources.cpu}
-    if spec.resources.gpu:
-        resources["gpu"] = spec.resources.gpu
-    return tune.with_resources(tune.with_parameters(sobolev_trial, sweep=trials), resources)
+    return tune.with_resources(tune.with_parameters(sobolev_trial, sweep=trials), trial_resources(spec))
 
 
 def _trial_dirname(trial) -> str:
@@ -311,6 +310,9 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
                  "overrides": list(opts.overrides), "phase": "search" if to_search else "evaluate",
                  "trial_keys": [t.key for t in todo], "started": t_start}
         _write_state(root, state)
+        for arm in plan.arms:  # searches of earlier invocations, reused: recorded for this one's report too
+            if arm.key in searches:
+                record_search(tracker, parent, arm, searches[arm.key])
         if to_search:  # phase 1: tune every arm, then plan the evaluation with the tuned values
             t_search = time.time()
             found, completed = run_search(to_search, spec, tracker, exp_id, parent, ctx, root / invocation, conc,
@@ -356,7 +358,7 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     plan = plan_sweep(ran_spec, state["spec_path"])
     searching = state.get("phase") == "search"
     todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
-    outcome = SweepOutcome(spec=spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent)
+    outcome = SweepOutcome(spec=ran_spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent)
     resources = connect_ray(spec, opts.address, spec_path)
     try:
         from ray import tune

@@ -34,7 +34,6 @@ from runners.contract import SweepTrials, TrialContext
 from runners.plan import PlannedTrial
 from runners.tracking import TAG_DIVERGED, TAG_FAILURE, Tracker, diverged
 
-LEGACY_CHECKPOINT = "trainer.pt"  # the one file of a checkpoint written before packing existed
 FAIL_ONCE_AT_STEP = "SOBOLEV_TEST_FAIL_ONCE_AT_STEP"
 """Test-only fault injection (tests/README.md): every Tune trial raises once on reaching this step."""
 FAILURE_MARKER = "injected_failure_done"
@@ -143,8 +142,6 @@ class TrialPack:
             with checkpoint.as_directory() as d:
                 for t, trainer in zip(self.todo, self.trainers):
                     path = Path(d) / f"{t.key}.pt"
-                    if not path.exists() and len(self.todo) == 1:
-                        path = Path(d) / LEGACY_CHECKPOINT
                     if path.exists():
                         trainer.load_state_dict(load_checkpoint(path))
                         self.tracker.set_tags(self.run_ids[t.key], {"sobolev.restored_from_step": trainer.step})

@@ -2,15 +2,18 @@
 
 Algorithm (``run_search``, for each arm in turn):
   1. A search of the same key that already finished in this experiment is not repeated: its result
-     is read back from the parent run that recorded it (tag ``sobolev.search.<key>``).
+     is read back from the parent run that recorded it (tag ``sobolev.search.<key>``) and recorded on
+     this invocation's parent run too.
   2. Otherwise a Tuner over the arm's space: Optuna's TPE (``OptunaSearch``, seeded) or random search,
-     ASHA (``ASHAScheduler`` on the reported ``step``) if the spec asks, ``samples`` configurations, each
-     a ``runners.search_trial.tuning_trial``.  A resume restores the interrupted arm's Tuner (the
-     searcher's state included); without Tune state the searcher is rebuilt from the configurations
-     MLflow already holds (Optuna is told their objectives) and searches the rest of the budget.
+     ASHA (``ASHAScheduler`` on the reported ``step``, up to the arm's own steps) if the spec asks,
+     ``samples`` configurations, each a ``runners.search_trial.tuning_trial``.  A resume restores the
+     interrupted arm's Tuner (the searcher's state included); without Tune state the searcher is
+     rebuilt from the configurations MLflow already holds (Optuna is told their objectives) and
+     searches the rest of the budget.
   3. The arm's best configuration: the highest final objective among the configurations that trained
-     every step (ASHA's survivors; all of them without ASHA), read from MLflow and recorded on the
-     parent run.
+     every step (ASHA's survivors; all of them without ASHA; should ASHA have stopped every one, among
+     all), read from MLflow and recorded on the parent run.  If every configuration failed, the arm is
+     evaluated with its untuned values, and its result says so.
 """
 
 from __future__ import annotations
@@ -20,48 +23,50 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import yaml
-
+from runners.cluster import trial_resources
 from runners.contract import TrialContext, TuningArm
 from runners.search import Arm
-from runners.search_trial import STOPPED_AT
-from runners.tracking import PARENT, TAG_DIVERGED, TAG_KIND, Tracker
+from runners.tracking import PARENT, TAG_DIVERGED, TAG_FAILURE, TAG_KEY, TAG_KIND, TAG_SEARCH_KEY, TAG_STOPPED_AT, Tracker
+from sobolev.config import nest
 
 SEARCH_TAG = "sobolev.search."
 """Parent-run tag prefix: ``sobolev.search.<arm key>`` holds the arm's search result (JSON)."""
+SEARCHED = "search."
+"""Param prefix of a tuning run's sampled values (``search.lr``)."""
 
 
 def arm_runs(tracker: Tracker, exp_id: str, arm: Arm, parent: Optional[str] = None) -> List[Any]:
     """The tuning runs of an arm's search (of one parent run, or of the whole experiment)."""
-    query = f"tags.`sobolev.search_key` = '{arm.key}' and tags.`{TAG_KIND}` = 'tuning'"
+    query = f"tags.`{TAG_SEARCH_KEY}` = '{arm.key}' and tags.`{TAG_KIND}` = 'tuning'"
     if parent is not None:
         query += f" and tags.`{PARENT}` = '{parent}'"
     return tracker.search(exp_id, query)
 
 
-def _value(text: str) -> Any:
-    return yaml.safe_load(text)
+def sampled_values(run, arm: Arm) -> Dict[str, Any]:
+    """A tuning run's sampled values, typed by the trial fields they set (MLflow keeps params as text)."""
+    text = {k[len(SEARCHED):]: v for k, v in run.data.params.items() if k.startswith(SEARCHED)}
+    typed = arm.members[0].config.with_changes(text)
+    return {path: typed.get(path) for path in text}
 
 
-def search_result(runs: List[Any], arm: Arm, steps: int, metric: str = "test_psnr") -> Dict[str, Any]:
+def search_result(runs: List[Any], arm: Arm, metric: str) -> Dict[str, Any]:
     """Step 3: the best configuration and the budget the arm got, from its tuning runs."""
+    steps = arm.steps
     finished = [r for r in runs if r.info.status == "FINISHED" and "objective" in r.data.metrics]
-    complete = [r for r in finished if STOPPED_AT not in r.data.tags]
+    complete = [r for r in finished if TAG_STOPPED_AT not in r.data.tags]
     pool = complete or finished
     best = max(pool, key=lambda r: r.data.metrics["objective"]) if pool else None
-    trained = 0
-    for r in finished:
-        trained += int(r.data.tags.get(STOPPED_AT, steps))
     return {
-        "label": arm.label, "axes": arm.axes, "key": arm.key,
-        "values": {k[len("search."):]: _value(v) for k, v in best.data.params.items() if k.startswith("search.")}
-        if best else {},
+        "label": arm.label, "axes": arm.axes, "key": arm.key, "metric": metric, "members": len(arm.members),
+        "values": sampled_values(best, arm) if best else {},
         "objective": best.data.metrics["objective"] if best else math.nan,
         "best_run": best.info.run_id if best else None,
+        "note": "" if best else "every configuration failed: evaluated with its untuned values",
         "configurations": len(runs), "completed": len(complete), "stopped": len(finished) - len(complete),
         "failed": sum(1 for r in runs if r.info.status == "FAILED"),
         "diverged": sum(1 for r in runs if r.data.tags.get(TAG_DIVERGED) == "true"),
-        "steps_trained": trained, "members": len(arm.members), "metric": metric,
+        "steps_trained": sum(int(r.data.tags.get(TAG_STOPPED_AT, steps)) for r in finished),
     }
 
 
@@ -72,6 +77,20 @@ def recorded_search(tracker: Tracker, exp_id: str, arm: Arm) -> Optional[Dict[st
         if text:
             return json.loads(text)
     return None
+
+
+def record_search(tracker: Tracker, parent: str, arm: Arm, result: Dict[str, Any]) -> None:
+    """The arm's search result on a parent run (what the report and a later ``run`` read)."""
+    tracker.set_tags(parent, {SEARCH_TAG + arm.key: json.dumps(result)})
+
+
+def _trainable(arm: Arm, spec, ctx: TrialContext):
+    from ray import tune
+
+    from runners.search_trial import tuning_trial
+
+    return tune.with_resources(tune.with_parameters(tuning_trial, arm=TuningArm(ctx, arm, spec.search.metric)),
+                               trial_resources(spec))
 
 
 def search_tuner(arm: Arm, spec, ctx: TrialContext, storage: Path, name: str, concurrent: int,
@@ -85,7 +104,6 @@ def search_tuner(arm: Arm, spec, ctx: TrialContext, storage: Path, name: str, co
     from ray.tune.search.optuna import OptunaSearch
 
     from runners.progress import SearchCallback
-    from runners.search_trial import tuning_trial
 
     search = spec.search
     done = done or []
@@ -93,25 +111,21 @@ def search_tuner(arm: Arm, spec, ctx: TrialContext, storage: Path, name: str, co
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        points = [{**_nested(_sampled(r))} for r in done]
-        algorithm = OptunaSearch(seed=search.seed, points_to_evaluate=points or None,
-                                 evaluated_rewards=[r.data.metrics["objective"] for r in done] or None)
-    else:
-        algorithm = BasicVariantGenerator(random_state=search.seed)
+        algorithm = OptunaSearch(seed=search.seed, points_to_evaluate=[nest(sampled_values(r, arm)) for r in done]
+                                 or None, evaluated_rewards=[r.data.metrics["objective"] for r in done] or None)
+    else:  # a rebuilt random search draws on from where the spent budget left the stream
+        algorithm = BasicVariantGenerator(random_state=search.seed + spent)
     scheduler = None
     if search.scheduler is not None:
         asha = search.scheduler.asha
         scheduler = ASHAScheduler(time_attr="step", grace_period=asha.grace_steps,
-                                  reduction_factor=asha.reduction_factor, max_t=spec.trial.steps)
-    resources = {"cpu": spec.resources.cpu, **({"gpu": spec.resources.gpu} if spec.resources.gpu else {})}
-    trainable = tune.with_resources(tune.with_parameters(tuning_trial, arm=TuningArm(ctx, arm, search.metric)),
-                                    resources)
+                                  reduction_factor=asha.reduction_factor, max_t=arm.steps)
     return tune.Tuner(
-        trainable,
+        _trainable(arm, spec, ctx),
         param_space=arm.param_space(),
         tune_config=tune.TuneConfig(search_alg=algorithm, scheduler=scheduler, metric="objective", mode="max",
-                                    num_samples=max(search.samples - spent, 0),
-                                    max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname),
+                                    num_samples=search.samples - spent, max_concurrent_trials=concurrent,
+                                    trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[SearchCallback()],
                                   failure_config=tune.FailureConfig(max_failures=0),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
@@ -122,73 +136,19 @@ def restore_tuner(arm: Arm, spec, ctx: TrialContext, path: Path):
     """A resume's Tuner of an interrupted arm: Tune's own state, the searcher's included."""
     from ray import tune
 
-    from runners.search_trial import tuning_trial
-
-    resources = {"cpu": spec.resources.cpu, **({"gpu": spec.resources.gpu} if spec.resources.gpu else {})}
-    trainable = tune.with_resources(tune.with_parameters(tuning_trial, arm=TuningArm(ctx, arm, spec.search.metric)),
-                                    resources)
-    return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=False, resume_unfinished=True)
+    return tune.Tuner.restore(str(path), trainable=_trainable(arm, spec, ctx), resume_errored=False,
+                              resume_unfinished=True)
 
 
 def _trial_dirname(trial) -> str:
     return trial.trial_id
 
 
-def _sampled(run) -> Dict[str, Any]:
-    return {k[len("search."):]: _value(v) for k, v in run.data.params.items() if k.startswith("search.")}
-
-
-def _nested(flat: Dict[str, Any]) -> Dict[str, Any]:
-    from sobolev.config import set_path
-
-    out: Dict[str, Any] = {}
-    for path, value in flat.items():
-        set_path(out, path, value)
-    return out
-
-
-def run_search(arms: List[Arm], spec, tracker: Tracker, exp_id: str, parent: str, ctx: TrialContext,
-               storage: Path, concurrent: int, live: bool) -> tuple:
-    """Steps 1–3 for ``arms`` in turn; returns ``({arm key: result}, completed)`` (False: interrupted)."""
-    from ray import tune
-
-    from runners.progress import SearchProgress, fit_with_progress
-
-    progress = SearchProgress([a.label for a in arms], spec.search.samples, spec.search.metric, spec.trial.steps)
-    results: Dict[str, Dict[str, Any]] = {}
-    for arm in arms:
-        progress.current = arm.label
-        recorded = recorded_search(tracker, exp_id, arm)  # 1.
-        if recorded is not None:
-            results[arm.key] = recorded
-            continue
-        path = storage / f"tune-{arm.key}"
-        tuner = None
-        if tune.Tuner.can_restore(str(path)):  # 2. a resume: Tune's state, the searcher's included
-            tuner = restore_tuner(arm, spec, ctx, path)
-        else:
-            ended = [r for r in arm_runs(tracker, exp_id, arm, parent) if r.info.status in ("FINISHED", "FAILED")]
-            scored = [r for r in ended if r.info.status == "FINISHED" and "objective" in r.data.metrics]
-            if len(ended) < spec.search.samples:
-                tuner = search_tuner(arm, spec, ctx, storage, path.name, concurrent, scored, len(ended))
-        if tuner is not None:
-            if not fit_with_progress(tuner, progress, live):
-                return results, False
-            settle_runs(tuner, tracker, exp_id, parent, arm, spec.trial.steps)
-        result = search_result(arm_runs(tracker, exp_id, arm, parent), arm, spec.trial.steps,  # 3.
-                               spec.search.metric)
-        tracker.set_tags(parent, {SEARCH_TAG + arm.key: json.dumps(result)})
-        results[arm.key] = result
-    return results, True
-
-
-def settle_runs(tuner, tracker: Tracker, exp_id: str, parent: str, arm: Arm, steps: int) -> None:
+def settle_runs(tuner, tracker: Tracker, exp_id: str, parent: str, arm: Arm) -> None:
     """After an arm's search, every tuning run ends as Tune saw its configuration end: a Tune error → FAILED,
     stopped before its last step → FINISHED with ``sobolev.stopped_at_step`` (the worker is stopped by
     ``SystemExit`` and may not get to say so itself), a run of a configuration searched again after an
     interruption → KILLED."""
-    from runners.tracking import TAG_FAILURE, TAG_KEY
-
     ended = {}
     for result in tuner.get_results():
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
@@ -203,12 +163,46 @@ def settle_runs(tuner, tracker: Tracker, exp_id: str, parent: str, arm: Arm, ste
             tracker.set_tags(run.info.run_id, {TAG_FAILURE: str(result.error).strip().splitlines()[-1][:500]})
             tracker.finish(run.info.run_id, "FAILED")
         else:
-            reached = int((result.metrics or {}).get("step", steps))
-            if reached < steps:
-                tracker.set_tags(run.info.run_id, {STOPPED_AT: reached})
+            reached = int((result.metrics or {}).get("step", arm.steps))
+            if reached < arm.steps:
+                tracker.set_tags(run.info.run_id, {TAG_STOPPED_AT: reached})
             tracker.finish(run.info.run_id, "FINISHED")
+
+
+def run_search(arms: List[Arm], spec, tracker: Tracker, exp_id: str, parent: str, ctx: TrialContext,
+               storage: Path, concurrent: int, live: bool) -> tuple:
+    """Steps 1–3 for ``arms`` in turn; returns ``({arm key: result}, completed)`` (False: interrupted)."""
+    from ray import tune
+
+    from runners.progress import SearchProgress, fit_with_progress
+
+    progress = SearchProgress({a.label: a.steps for a in arms}, spec.search.samples, spec.search.metric)
+    results: Dict[str, Dict[str, Any]] = {}
+    for arm in arms:
+        progress.current = arm.label
+        result = recorded_search(tracker, exp_id, arm)  # 1.
+        if result is None:
+            path = storage / f"tune-{arm.key}"
+            tuner = None
+            if tune.Tuner.can_restore(str(path)):  # 2. a resume: Tune's state, the searcher's included
+                tuner = restore_tuner(arm, spec, ctx, path)
+            else:
+                ended = [r for r in arm_runs(tracker, exp_id, arm, parent)
+                         if r.info.status in ("FINISHED", "FAILED")]
+                scored = [r for r in ended if r.info.status == "FINISHED" and "objective" in r.data.metrics]
+                if len(ended) < spec.search.samples:
+                    tuner = search_tuner(arm, spec, ctx, storage, path.name, concurrent, scored, len(ended))
+            if tuner is not None:
+                if not fit_with_progress(tuner, progress, live):
+                    return results, False
+                settle_runs(tuner, tracker, exp_id, parent, arm)
+            result = search_result(arm_runs(tracker, exp_id, arm, parent), arm, spec.search.metric)  # 3.
+        record_search(tracker, parent, arm, result)
+        results[arm.key] = result
+    return results, True
 
 
 def tuned_values(arms: List[Arm], results: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     """Arm label → its best values (what the evaluation trials apply)."""
     return {arm.label: results[arm.key]["values"] for arm in arms}
+

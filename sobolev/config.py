@@ -169,6 +169,14 @@ def set_path(data: Dict[str, Any], path: str, value: Any) -> None:
     data[keys[-1]] = value
 
 
+def nest(flat: Mapping[str, Any]) -> Dict[str, Any]:
+    """``{"model.w0": 30}`` → ``{"model": {"w0": 30}}`` (the inverse of :func:`flatten`)."""
+    out: Dict[str, Any] = {}
+    for path, value in flat.items():
+        set_path(out, path, value)
+    return out
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
     """``{"model": {"w0": 30}}`` → ``{"model.w0": 30}``."""
     out: Dict[str, Any] = {}

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Dict, List, Optional, Sequence, Tup
 
 import torch
 import torch.nn.functional as F
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 from torch import nn
 
 from sobolev.activations import ACTIVATIONS
@@ -94,15 +94,16 @@ class MLPConfig(Settings):
         """``MLPConfig("relu_pe", hidden_layers=4)``: the model name may come first."""
         super().__init__(**settings, **({"activation": activation} if activation is not None else {}))
 
-    @classmethod
-    def layer_defaults(cls, data: Dict[str, Any]) -> Dict[str, Any]:
-        """The chosen activation's and encoding's own defaults under the given settings."""
-        try:
-            act, enc = parse_model_name(data.get("activation", cls.model_fields["activation"].default))
-        except (ConfigError, AttributeError):  # a bad name fails on its field
-            return data
+    @model_validator(mode="after")
+    def _network_defaults(self) -> "MLPConfig":
+        """The chosen activation's and encoding's own defaults for the fields the config leaves unset (they
+        stay unset: a changed activation takes its own defaults, and trial keys see only what was set)."""
+        act, enc = parse_model_name(self.activation)
         defaults = {**ACTIVATIONS.get(act).defaults, **(ENCODINGS.get(enc).defaults if enc else {})}
-        return {**defaults, **data}
+        for name, value in defaults.items():
+            if name not in self.model_fields_set:
+                object.__setattr__(self, name, value)
+        return self
 
     def reads(self, name: str) -> bool:
         """Whether the network this config builds reads field ``name`` (a knob of another network does not)."""

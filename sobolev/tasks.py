@@ -63,7 +63,7 @@ class Task:
     """A kind of trial.  Subclasses set the class attributes and implement the data methods."""
 
     name: ClassVar[str]
-    """The spec's ``task:`` value; set by :meth:`Registry.register` through ``TASKS``."""
+    """The spec's ``task:`` value; each subclass sets it and is registered under it in ``TASKS``."""
     config_class: ClassVar[Type[Any]]
     """The typed config of one trial (a :class:`~sobolev.trainers.config.RegressionConfig`)."""
     dimensions: ClassVar[int]

@@ -7,7 +7,7 @@ import torch
 
 from sobolev.activations import ComplexGabor, Finer
 from sobolev.jacobian import mlp_value_and_jacobian, value_and_input_jacobian
-from sobolev.models import AffineCoordinates, CoordinateMLP, MLPConfig, stack_tensors
+from sobolev.models import AffineCoordinates, CoordinateMLP, MLPConfig
 from sobolev.trainers import ImageRegressionConfig, PackedTrainer
 from tests.sweep_helpers import cli, one_line_error
 

@@ -145,9 +145,15 @@ def test_bad_search_blocks_are_refused_before_ray(tmp_path, override, message):
     path = tuned_spec(tmp_path)
     with pytest.raises(SpecError) as info:
         plan_sweep(load_spec(path, [override]), str(path))
-    assert message in str(info.value)
-    line = one_line_error(cli("run", str(path), "--set", override, cwd=tmp_path, timeout=120))
-    assert message in line
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_bad_search_blocks_are_one_line_errors_and_write_nothing(tmp_path):
+    path = tuned_spec(tmp_path)
+    for override, message in [("search.datasets=[chelsea, astronaut]", "'astronaut' is also an evaluation dataset"),
+                              ("search.samples=0", "search.samples: Input should be greater than or equal to 1")]:
+        line = one_line_error(cli("run", str(path), "--set", override, cwd=tmp_path, timeout=120))
+        assert message in line
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".sobolev").exists()
 
 

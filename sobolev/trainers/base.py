@@ -341,8 +341,12 @@ class RegressionTrainer:
         """Restore a checkpoint of the same trial: the model, optimiser, step and history."""
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
             raise ConfigError(f"not a sobolev-sweep checkpoint of format {CHECKPOINT_FORMAT}")
-        ours = self.config.model_dump()
-        diff = sorted(k for k in ours if k not in RESUMABLE_FIELDS and state["config"].get(k) != ours[k])
+        try:  # the saved config read as this trial's kind, so settings added since have their defaults
+            theirs = type(self.config).parse(state["config"]).identity()
+        except ConfigError as exc:
+            raise ConfigError(f"checkpoint belongs to another kind of trial ({exc})") from None
+        ours = self.config.identity()
+        diff = sorted(k for k in ours if k not in RESUMABLE_FIELDS and theirs.get(k) != ours[k])
         if diff:
             raise ConfigError(f"checkpoint belongs to another trial (differs in: {', '.join(diff)})")
         if int(state["step"]) > self.config.steps:

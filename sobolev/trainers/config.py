@@ -43,7 +43,7 @@ class RegressionConfig(Settings):
     ratio: Optional[Number] = None
     """Train on a seeded random fraction of the samples instead of the grid, in (0, 1]."""
     model: MLPConfig = Field(default_factory=MLPConfig)
-    """The coordinate MLP (activation ``sine``, ``relu``, ``relu_pe``)."""
+    """The coordinate MLP (relu, relu_pe, sine — the paper's — finer, gauss, wire, relu_ff, …)."""
     supervision: str = "val_der"
     """``val``, ``der`` or ``val_der``."""
     lambda_der: Number = Field(1.0, ge=0)

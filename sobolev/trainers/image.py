@@ -151,8 +151,8 @@ def _uint8(pixels: torch.Tensor) -> np.ndarray:
 
 
 class ImageTask(Task):
-    """Image regression: fit an image from its ::FACTOR grid (Set5 protocol); built-in images, image
-    files or Set5-style folders."""
+    """Image regression: fit an image from its ::FACTOR grid (Set5 protocol); a built-in image or an image
+    file (a sweep's dataset axis also takes Set5-style folders)."""
 
     name: ClassVar[str] = "image"
     config_class = ImageRegressionConfig

@@ -27,6 +27,7 @@ from sobolev.finite_differences import finite_difference_gradient
 from sobolev.jacobian import value_and_input_jacobian
 from sobolev.losses import sobolev_loss
 from sobolev.metrics import cropped_ssim, psnr
+from sobolev.activations import ACTIVATIONS, ReLU, Sine
 from sobolev.models import MLPConfig, parse_model_name
 from sobolev.rendering.llff import load_llff, scene_images_tensor
 from sobolev.rendering.rays import ndc_rays, pixel_rays
@@ -101,10 +102,11 @@ class NerfConfig(RegressionConfig):
 
     @field_validator("model")
     @classmethod
-    def _point_encoding_is_fixed(cls, model: MLPConfig) -> MLPConfig:
-        if parse_model_name(model.activation)[1] is not None:
-            raise ConfigError(f"TinyNeRF always encodes the point with 10 octaves; activation must be relu or "
-                              f"sine, got {model.activation!r}", path=("activation",))
+    def _tiny_nerf_networks(cls, model: MLPConfig) -> MLPConfig:
+        act, enc = parse_model_name(model.activation)
+        if enc is not None or ACTIVATIONS.get(act) not in (ReLU, Sine):
+            raise ConfigError(f"TinyNeRF always encodes the point with 10 octaves and runs relu or sine (plain "
+                              f"sin); got {model.activation!r}", path=("activation",))
         return model
 
     @field_validator("compile")
