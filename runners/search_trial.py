@@ -18,9 +18,7 @@ Algorithm (per Tune trial of an arm, ``runners.tuning``):
 from __future__ import annotations
 
 import math
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Dict, List
 
 from runners.contract import TuningArm
@@ -43,7 +41,8 @@ def tuning_trial(config: Dict[str, Any], arm: TuningArm) -> None:
     import torch
     from ray import tune
 
-    from sobolev.trainers import PackedTrainer, load_checkpoint
+    from runners.trial import restore_members
+    from sobolev.trainers import PackedTrainer
 
     ctx = arm.context
     torch.set_num_threads(max(1, int(ctx.cpus)))
@@ -60,12 +59,7 @@ def tuning_trial(config: Dict[str, Any], arm: TuningArm) -> None:
         tune.report({"objective": run.data.metrics.get("objective", math.nan), "step": configs[0].steps})
         return
     trainers = [c.setup() for c in configs]  # 3.
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            for m, trainer in zip(arm.arm.members, trainers):
-                if (Path(d) / f"{m.key}.pt").exists():
-                    trainer.load_state_dict(load_checkpoint(Path(d) / f"{m.key}.pt"))
+    restore_members(tune.get_checkpoint(), [(m.key, t) for m, t in zip(arm.arm.members, trainers)])
     Configuration(arm, tracker, run_id, trainers).fit(PackedTrainer(trainers))
 
 
@@ -107,7 +101,7 @@ class Configuration:
         """Step 4: the objective at ``step`` to MLflow, then to Tune (which may stop the configuration here)."""
         from ray import tune
 
-        from sobolev.trainers import save_checkpoint
+        from runners.trial import report_with_checkpoint
 
         objective = sum(values.values()) / len(values)
         names = [m.axes["dataset"] + f"/s{m.axes['seed']}" for m in self.arm.arm.members]
@@ -121,10 +115,7 @@ class Configuration:
         try:
             if not final and step - self.last_checkpoint >= self.arm.context.checkpoint_every:
                 self.last_checkpoint = step
-                with tempfile.TemporaryDirectory() as d:
-                    for m, trainer in zip(self.arm.arm.members, self.trainers):
-                        save_checkpoint(trainer.state_dict(), Path(d) / f"{m.key}.pt")
-                    tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+                report_with_checkpoint(result, list(zip((m.key for m in self.arm.arm.members), self.trainers)))
             else:
                 tune.report(result)
         except SystemExit:  # Tune stopped this configuration (ASHA): a result, not a failure

@@ -37,7 +37,7 @@ from runners.plan import PlannedTrial, SweepPlan, pack_trials, plan_sweep
 from runners.progress import ProgressCallback, SweepProgress, fit_with_progress
 from runners.spec import SweepSpec, parse_spec_text, read_spec_text
 from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, resolve_tracking_uri, store_exists
-from runners.tuning import record_search, recorded_search, run_search, tuned_values
+from runners.tuning import record_search, recorded_searches, run_search, tuned_values
 from sobolev.config import flatten
 from sobolev.errors import ConfigError
 
@@ -148,10 +148,10 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
     _, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
     spec = plan.spec
     conc = concurrency(spec, opts, os.cpu_count() or 1)
-    search_est = show_search_plan(plan, tracker, exp_id, conc) if plan.arms else 0.0
-    if plan.arms and exp_id is not None and all(recorded_search(tracker, exp_id, a) for a in plan.arms):
-        plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, {a.key: recorded_search(tracker, exp_id, a)
-                                                                    for a in plan.arms}))
+    recorded = recorded_searches(tracker, exp_id, plan.arms)
+    search_est = show_search_plan(plan, recorded) if plan.arms else 0.0
+    if plan.arms and len(recorded) == len(plan.arms):
+        plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, recorded))
     elif plan.arms:
         out.print("evaluation: the trials below with each arm's tuned values (their keys are known after tuning; "
                   "the costs assume the untuned settings)", soft_wrap=True)
@@ -189,18 +189,12 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
     return plan
 
 
-def show_search_plan(plan: SweepPlan, tracker: Tracker, exp_id: Optional[str], conc: int) -> float:
-    """Phase 1 of a tuned comparison in ``plan``: per arm, the searched fields, the budget and the cost.
-    Returns the search's estimated trial-seconds."""
-    spec = plan.spec
-    search = spec.search
-    scheduler = "none"
-    steps_per_config = float(spec.trial.steps)
-    if search.scheduler is not None:
-        asha = search.scheduler.asha
-        scheduler = f"ASHA (grace {asha.grace_steps} steps, ×1/{asha.reduction_factor:g} per rung)"
-        steps_per_config = asha_steps(search.samples, asha.grace_steps, asha.reduction_factor,
-                                      spec.trial.steps) / search.samples
+def show_search_plan(plan: SweepPlan, recorded: Dict[str, Dict[str, Any]]) -> float:
+    """Phase 1 of a tuned comparison in ``plan``: per arm, the searched fields, the budget and the cost
+    (``recorded``: the arms searched before). Returns the search's estimated trial-seconds."""
+    search = plan.spec.search
+    asha = search.scheduler.asha if search.scheduler is not None else None
+    scheduler = f"ASHA (grace {asha.grace_steps} steps, ×1/{asha.reduction_factor:g} per rung)" if asha else "none"
     table = Table(title=f"search ({search.algorithm}, scheduler {scheduler}): every arm gets {search.samples} "
                         f"configurations, each trained on {', '.join(search.datasets)} × seeds "
                         f"{', '.join(map(str, search.seeds))} as one batched network; objective: mean held-out "
@@ -209,14 +203,15 @@ def show_search_plan(plan: SweepPlan, tracker: Tracker, exp_id: Optional[str], c
         table.add_column(col)
     total = 0.0
     for arm in plan.arms:
-        est = sum(estimate_seconds(m) for m in arm.members) * search.samples * steps_per_config / spec.trial.steps
-        done = exp_id is not None and recorded_search(tracker, exp_id, arm) is not None
+        budget = (asha_steps(search.samples, asha.grace_steps, asha.reduction_factor, arm.steps) if asha
+                  else float(search.samples * arm.steps))
+        est = sum(estimate_seconds(m) for m in arm.members) * budget / arm.steps
+        done = arm.key in recorded
         total += 0.0 if done else est
         searched = ", ".join(f"{k} {d.kind}{d.candidates() if d.kind != 'choice' else d.choice}"
                              for k, d in arm.space.items())
         skipped = ", ".join(k for k in search.space if k not in arm.space) or "—"
-        table.add_row(arm.label, searched, skipped, str(len(arm.members)),
-                      f"{search.samples * steps_per_config:.0f}", f"{est:.1f}",
+        table.add_row(arm.label, searched, skipped, str(len(arm.members)), f"{budget:.0f}", f"{est:.1f}",
                       "[green]searched[/]" if done else "")
     out.print(table)
     return total
@@ -273,8 +268,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     t_start = time.time()
     spec_text, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
     spec = plan.spec
-    searches = {a.key: r for a in plan.arms if (r := recorded_search(tracker, exp_id, a)) is not None} \
-        if exp_id else {}
+    searches = recorded_searches(tracker, exp_id, plan.arms)
     to_search = [a for a in plan.arms if a.key not in searches]
     if plan.arms and not to_search:  # every arm was tuned before: the evaluation trials are known now
         plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, searches))

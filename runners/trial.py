@@ -26,7 +26,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -46,6 +46,34 @@ class InjectedFailure(RuntimeError):
 def _injected_failure_step() -> Optional[int]:
     value = os.environ.get(FAIL_ONCE_AT_STEP)
     return int(value) if value else None
+
+
+def restore_members(checkpoint, members: Sequence[Tuple[str, Any]]) -> List[str]:
+    """Each ``(key, trainer)`` restored from its file ``<key>.pt`` in Tune's checkpoint, where it has one;
+    returns the keys restored."""
+    from sobolev.trainers import load_checkpoint
+
+    restored = []
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            for key, trainer in members:
+                path = Path(d) / f"{key}.pt"
+                if path.exists():
+                    trainer.load_state_dict(load_checkpoint(path))
+                    restored.append(key)
+    return restored
+
+
+def report_with_checkpoint(result: Dict[str, Any], members: Sequence[Tuple[str, Any]]) -> None:
+    """``tune.report`` with a checkpoint of one file per ``(key, trainer)`` (model, optimiser, step)."""
+    from ray import tune
+
+    from sobolev.trainers import save_checkpoint
+
+    with tempfile.TemporaryDirectory() as d:
+        for key, trainer in members:
+            save_checkpoint(trainer.state_dict(), Path(d) / f"{key}.pt")
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def trial_params(trial: PlannedTrial) -> Dict[str, str]:
@@ -133,18 +161,12 @@ class TrialPack:
 
     # 2. trainers, restored from Tune's checkpoint when this is a retry or a resume
     def build(self, checkpoint) -> None:
-        from sobolev.trainers import load_checkpoint
-
         t0 = time.perf_counter()
         self.trainers = [t.config.setup() for t in self.todo]
         self.setup_seconds = (time.perf_counter() - t0) / len(self.todo)  # data, targets, model: per member
-        if checkpoint is not None:
-            with checkpoint.as_directory() as d:
-                for t, trainer in zip(self.todo, self.trainers):
-                    path = Path(d) / f"{t.key}.pt"
-                    if path.exists():
-                        trainer.load_state_dict(load_checkpoint(path))
-                        self.tracker.set_tags(self.run_ids[t.key], {"sobolev.restored_from_step": trainer.step})
+        trainers = dict(zip((t.key for t in self.todo), self.trainers))
+        for key in restore_members(checkpoint, list(trainers.items())):
+            self.tracker.set_tags(self.run_ids[key], {"sobolev.restored_from_step": trainers[key].step})
         self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], self.logged_step[t.key]) for t in self.todo]
         self.step = self.last["report"] = self.last["checkpoint"] = min(tr.step for tr in self.trainers)
 
@@ -167,8 +189,6 @@ class TrialPack:
     def _report(self, group: List[int], events, trial_dir: Path) -> None:
         from ray import tune
 
-        from sobolev.trainers import save_checkpoint
-
         for ev in events:
             self.logs[group[ev.index]].add(ev.progress.metrics)
         if all(ev.progress.final for ev in events):
@@ -189,11 +209,8 @@ class TrialPack:
             tune.report(report)
             return
         self.last["checkpoint"] = self.step
-        with tempfile.TemporaryDirectory() as d:
-            for t, trainer in zip(self.todo, self.trainers):
-                if t.key not in self.finished and t.key not in self.failed:
-                    save_checkpoint(trainer.state_dict(), Path(d) / f"{t.key}.pt")
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+        report_with_checkpoint(report, [(t.key, trainer) for t, trainer in zip(self.todo, self.trainers)
+                                        if t.key not in self.finished and t.key not in self.failed])
 
     # 4. a member ends: FINISHED with artifacts, or FAILED by divergence (not retried)
     def on_end(self, index: int, outcome) -> None:

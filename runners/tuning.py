@@ -70,13 +70,18 @@ def search_result(runs: List[Any], arm: Arm, metric: str) -> Dict[str, Any]:
     }
 
 
-def recorded_search(tracker: Tracker, exp_id: str, arm: Arm) -> Optional[Dict[str, Any]]:
-    """Step 1: the result of a finished search of ``arm``'s key in this experiment, if any."""
+def recorded_searches(tracker: Tracker, exp_id: Optional[str], arms: List[Arm]) -> Dict[str, Dict[str, Any]]:
+    """Step 1: arm key → the result of a finished search of that key in this experiment, for the ``arms``
+    that have one (one query of the parent runs for all of them)."""
+    if exp_id is None or not arms:
+        return {}
+    found: Dict[str, Dict[str, Any]] = {}
     for run in tracker.search(exp_id, f"tags.`{TAG_KIND}` = 'sweep'"):
-        text = run.data.tags.get(SEARCH_TAG + arm.key)
-        if text:
-            return json.loads(text)
-    return None
+        for arm in arms:
+            text = run.data.tags.get(SEARCH_TAG + arm.key)
+            if text and arm.key not in found:
+                found[arm.key] = json.loads(text)
+    return found
 
 
 def record_search(tracker: Tracker, parent: str, arm: Arm, result: Dict[str, Any]) -> None:
@@ -178,9 +183,10 @@ def run_search(arms: List[Arm], spec, tracker: Tracker, exp_id: str, parent: str
 
     progress = SearchProgress({a.label: a.steps for a in arms}, spec.search.samples, spec.search.metric)
     results: Dict[str, Dict[str, Any]] = {}
+    recorded = recorded_searches(tracker, exp_id, arms)  # 1.
     for arm in arms:
         progress.current = arm.label
-        result = recorded_search(tracker, exp_id, arm)  # 1.
+        result = recorded.get(arm.key)
         if result is None:
             path = storage / f"tune-{arm.key}"
             tuner = None
