@@ -90,14 +90,23 @@ def sweep_options(fn: Callable) -> Callable:
 
 def ray_options(fn: Callable) -> Callable:
     options = [
-        click.option("--address", default=None,
-                     help="Join a running Ray cluster (HOST:PORT or auto) instead of starting a local Ray."),
-        click.option("--max-concurrent", type=int, default=None, help="At most this many trials at once."),
+        click.option("--address", default=None, envvar="RAY_ADDRESS", show_envvar=True,
+                     help="Join a running Ray cluster (HOST:PORT or auto) instead of starting a local Ray "
+                          "(loopback only, token-authenticated)."),
+        click.option("--max-concurrent", type=click.IntRange(min=1), default=None,
+                     help="At most this many trials at once."),
         click.option("--live/--no-live", default=None, help="Live view (default: on a terminal)."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def refuse_together(*flags) -> None:
+    """Flags that contradict each other: a usage error naming them (exit 2) rather than one silently winning."""
+    given = [name for name, on in flags if on]
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} cannot be used together")
 
 
 def _options(**kw):
@@ -110,7 +119,7 @@ def _options(**kw):
 @click.argument("spec", type=click.Path(dir_okay=False))
 @sweep_options
 @ray_options
-@click.option("--rerun", is_flag=True, help="Run trials even if MLflow already has them FINISHED.")
+@click.option("--rerun", is_flag=True, help="Train trials again even if MLflow has them FINISHED or diverged.")
 @click.option("--dry-run", is_flag=True, help="Only plan: print the trials and the cost (same as `plan`).")
 @click.option("--resume", "resume_", is_flag=True, help="Continue the interrupted sweep (same as `resume`).")
 @click.option("--pack", type=int, default=None, metavar="K",
@@ -120,6 +129,9 @@ def run(spec, overrides, tracking_uri, storage, address, max_concurrent, live, r
     from runners import sweep
     from runners.summary import print_summary
 
+    refuse_together(("--dry-run", dry_run), ("--resume", resume_))
+    refuse_together(("--rerun", rerun), ("--resume", resume_))
+    refuse_together(("--pack", pack is not None), ("--resume", resume_))
     if pack is not None:
         overrides = (*overrides, f"run.pack={pack}")
     opts = _options(overrides=overrides, tracking_uri=tracking_uri, storage=storage, address=address,
@@ -151,7 +163,7 @@ def resume(spec, overrides, tracking_uri, storage, address, max_concurrent, live
 @cli.command(context_settings=CONTEXT)
 @click.argument("spec", type=click.Path(dir_okay=False))
 @sweep_options
-@click.option("--max-concurrent", type=int, default=None, help="Concurrency assumed by the estimate.")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=None, help="Concurrency assumed by the estimate.")
 @click.option("--pack", type=int, default=None, metavar="K", help="As in `run`: show the packs of up to K trials.")
 def plan(spec, overrides, tracking_uri, storage, max_concurrent, pack) -> None:
     """Print a sweep's trials, which are already finished in MLflow, and an estimate of the cost."""
@@ -165,21 +177,18 @@ def plan(spec, overrides, tracking_uri, storage, max_concurrent, pack) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--tracking-uri", default=None, help="MLflow store (default sqlite:///mlflow.db here).")
-@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 def ui(tracking_uri, port) -> None:
-    """Start the MLflow UI on the configured store, bound to 127.0.0.1."""
-    import subprocess
-
-    from runners.tracking import resolve_tracking_uri
+    """Start the MLflow UI on the configured store, bound to 127.0.0.1 (Ctrl-C or SIGTERM stops it)."""
+    from runners.tracking import check_reachable, resolve_tracking_uri
+    from runners.ui_server import serve_ui
 
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("http"):
         click.echo(f"the store is a server already: open {uri}")
         return
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    click.echo(" ".join(cmd[1:]).replace("-m mlflow", "mlflow"), err=True)
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    raise SystemExit(subprocess.call(cmd, env=env))
+    check_reachable(uri)
+    raise SystemExit(serve_ui(uri, port))
 
 
 @cli.command(context_settings=CONTEXT)

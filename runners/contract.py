@@ -12,8 +12,8 @@ keys.  Neither imports the other: both import this module.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from runners.plan import PlannedTrial
 
@@ -44,10 +44,13 @@ class SweepTrials:
 
     context: TrialContext
     by_key: Mapping[str, PlannedTrial]
+    checkpoints: Mapping[str, str] = field(default_factory=dict)
+    """trial key → the latest checkpoint file an earlier invocation left (``runners.checkpoints``)."""
 
     @classmethod
-    def of(cls, trials: Sequence[PlannedTrial], context: TrialContext) -> "SweepTrials":
-        return cls(context, {t.key: t for t in trials})
+    def of(cls, trials: Sequence[PlannedTrial], context: TrialContext,
+           checkpoints: Optional[Mapping[str, str]] = None) -> "SweepTrials":
+        return cls(context, {t.key: t for t in trials}, dict(checkpoints or {}))
 
     def members(self, tune_config: Dict[str, Any]) -> List[PlannedTrial]:
         """The planned trials one Tune trial trains."""

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
-from ray.tune import Callback
 
 from runners.console import console
-from runners.contract import pack_keys
 
 
 def _fmt_seconds(s: float) -> str:
@@ -92,8 +90,8 @@ class SweepProgress:
         )
 
 
-class _Sink:
-    """Where :class:`ProgressCallback` sends events: set by the driver around ``tuner.fit()``.
+class EventSink:
+    """Where the Tune callbacks (``runners.tune_events``) send events: set by the driver around ``tuner.fit()``.
 
     Tune pickles its RunConfig (callbacks included) into the experiment state, so the callback
     itself holds no live objects; a restored experiment finds the driver's sink here.
@@ -108,57 +106,6 @@ class _Sink:
             cls.live.update(cls.progress.render())
         elif event and cls.progress is not None:
             console.print(cls.progress.line())
-
-
-def _keys_of(trial) -> List[str]:
-    return pack_keys(trial.config)
-
-
-def _keys(result: Dict, field: str) -> List[str]:
-    return [k for k in str(result.get(field, "") or "").split(",") if k]
-
-
-class ProgressCallback(Callback):
-    """Feeds the driver's :class:`SweepProgress` from Tune's trial events.
-
-    A Tune trial is a pack of planned trials; the progress counts planned trials (by key).
-    """
-
-    @staticmethod
-    def _set(trial, state: str, only_from: tuple = ("running",)) -> None:
-        for key in _keys_of(trial):
-            if _Sink.progress.state.get(key) in only_from:
-                _Sink.progress.state[key] = state
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        if _Sink.progress is not None:
-            self._set(trial, "running", (None, "running", "failed"))
-            _Sink.refresh()
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if _Sink.progress is not None:
-            name = result.get("best_trial") or _Sink.progress.names.get(_keys_of(trial)[0], "")
-            _Sink.progress.observe(name, result)
-            for key in _keys(result, "finished_keys"):
-                _Sink.progress.state[key] = "done"
-            for key in _keys(result, "failed_keys"):
-                _Sink.progress.state[key] = "failed"
-            _Sink.refresh()
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        if _Sink.progress is not None:
-            self._set(trial, "done")
-            _Sink.refresh(event=True)
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        if _Sink.progress is not None:
-            _Sink.progress.retries += 1
-            _Sink.refresh()
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        if _Sink.progress is not None:
-            self._set(trial, "failed")
-            _Sink.refresh(event=True)
 
 
 class SearchProgress:
@@ -202,33 +149,13 @@ class SearchProgress:
                 f"{_fmt_seconds(time.time() - self.start)}")
 
 
-class SearchCallback(Callback):
-    """Feeds the driver's :class:`SearchProgress` from Tune's events of one arm's search."""
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if isinstance(_Sink.progress, SearchProgress):
-            _Sink.progress.observe(result.get("objective"))
-            _Sink.refresh()
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        if isinstance(_Sink.progress, SearchProgress):
-            reached = trial.last_result.get("step", 0)
-            _Sink.progress.end("done" if reached >= _Sink.progress.steps[_Sink.progress.current] else "stopped")
-            _Sink.refresh(event=True)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        if isinstance(_Sink.progress, SearchProgress):
-            _Sink.progress.end("failed")
-            _Sink.refresh(event=True)
-
-
 def fit_with_progress(tuner, progress, live_view: bool) -> bool:
     """``tuner.fit()`` under the live view; False when interrupted with Ctrl-C."""
-    _Sink.progress = progress
-    _Sink.live = Live(progress.render(), console=console, refresh_per_second=2) if live_view else None
+    EventSink.progress = progress
+    EventSink.live = Live(progress.render(), console=console, refresh_per_second=2) if live_view else None
     try:
-        if _Sink.live is not None:
-            with _Sink.live:
+        if EventSink.live is not None:
+            with EventSink.live:
                 tuner.fit()
         else:
             tuner.fit()
@@ -236,4 +163,4 @@ def fit_with_progress(tuner, progress, live_view: bool) -> bool:
     except KeyboardInterrupt:
         return False
     finally:
-        _Sink.progress = _Sink.live = None
+        EventSink.progress = EventSink.live = None

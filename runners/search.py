@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Annotated, Any, ClassVar, Dict, List, Literal, Optional, Sequence, Tuple
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from runners.plan import PlannedTrial, trial_key
-from sobolev.config import Integer, Number, Settings, nest
+from sobolev.config import Integer, Number, Seed, Settings, nest, seed_in
 from sobolev.errors import ConfigError
 from sobolev.tasks import Dataset
 
@@ -106,10 +106,10 @@ class SearchSettings(Settings):
     """optuna: Optuna's TPE sampler (``OptunaSearch``); random: random search."""
     scheduler: Optional[SchedulerSettings] = None
     """``{asha: {grace_steps, reduction_factor}}`` to stop poor configurations early, or none."""
-    seeds: List[Integer] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: List[Seed] = Field(default_factory=lambda: [0], min_length=1)
     """Trial seeds of every tuning configuration (its objective is the mean over datasets × seeds)."""
-    seed: Integer = 0
-    """Seed of the search algorithm."""
+    seed: Annotated[Integer, AfterValidator(seed_in(32))] = 0
+    """Seed of the search algorithm (Optuna seeds NumPy's ``RandomState``: 32 bits)."""
     metric: Literal["test_psnr", "test_ssim"] = "test_psnr"
     """Held-out metric to maximise (on the tuning data)."""
     factor: Optional[Integer] = None

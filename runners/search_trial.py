@@ -41,7 +41,7 @@ def tuning_trial(config: Dict[str, Any], arm: TuningArm) -> None:
     import torch
     from ray import tune
 
-    from runners.trial import restore_members
+    from runners.checkpoints import restore_members
     from sobolev.trainers import PackedTrainer
 
     ctx = arm.context
@@ -101,7 +101,7 @@ class Configuration:
         """Step 4: the objective at ``step`` to MLflow, then to Tune (which may stop the configuration here)."""
         from ray import tune
 
-        from runners.trial import report_with_checkpoint
+        from runners.checkpoints import report_with_checkpoint
 
         objective = sum(values.values()) / len(values)
         names = [m.axes["dataset"] + f"/s{m.axes['seed']}" for m in self.arm.arm.members]

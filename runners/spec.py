@@ -1,4 +1,5 @@
-"""Sweep specs: YAML (``yaml.safe_load``) validated into one typed spec (pydantic).
+"""Sweep specs: YAML (``runners.safe_yaml``: safe, no duplicate keys, bounded aliases) validated into one typed
+spec (pydantic).
 
 A spec names a sweep, its task, the grid axes (datasets × activations × supervision ×
 sampling × seeds, plus optional ``extra`` axes over any trial field), the fixed trial settings,
@@ -13,15 +14,16 @@ key.path=value`` overrides any field before validation, Hydra-style.  Every erro
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type, Union
 
-import yaml
 from pydantic import Field, TypeAdapter, ValidationError, create_model, field_validator, model_validator
 
+from runners.safe_yaml import load_yaml
 from runners.search import PER_AXES, SearchSettings
-from sobolev.config import Integer, Number, Settings, config_error, did_you_mean
+from sobolev.config import Integer, Number, Seed, Settings, config_error, did_you_mean
 from sobolev.errors import ConfigError
 from sobolev.losses import SUPERVISIONS
 from sobolev.models import check_model_name
@@ -32,6 +34,9 @@ from sobolev.trainers.config import RegressionConfig
 AXIS_KEYS = ("dataset", "activation", "supervision", "factor", "ratio", "seed")
 GRID_SET_FIELDS = ("factor", "ratio", "supervision", "seed", "model.activation")
 """Trial fields the grid axes set (besides the task's data field): not settable under ``trial:``."""
+
+MAX_SPEC_BYTES = 1 << 20
+"""The largest spec file read (1 MiB): a spec is a page of YAML, not data."""
 
 SpecError = ConfigError
 """A :class:`ConfigError` whose source is a spec file (the name older code imports)."""
@@ -73,7 +78,7 @@ class Grid(Settings):
     """``val``, ``der``, ``val_der``."""
     sampling: SamplingAxis
     """Grid factors and/or random ratios."""
-    seeds: List[Integer] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: List[Seed] = Field(default_factory=lambda: [0], min_length=1)
     """One trial per seed."""
     extra: Dict[str, List[Any]] = Field(default_factory=dict)
     """More axes: a trial field (dotted, ``model.w0``) → its values."""
@@ -306,9 +311,9 @@ def apply_override(raw: Dict[str, Any], assignment: str) -> None:
     if not keys:
         raise ConfigError(f"--set {assignment!r}: empty key path")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {assignment!r}: value is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        value = load_yaml(text) if text.strip() else None
+    except ConfigError as exc:
+        raise ConfigError(f"--set {assignment!r}: value: {exc.message}") from None
     node = raw
     for i, key in enumerate(keys[:-1]):
         child = node.get(key)
@@ -321,20 +326,35 @@ def apply_override(raw: Dict[str, Any], assignment: str) -> None:
 
 
 def read_spec_text(path: str | Path) -> str:
+    """The spec file as text: UTF-8, at most :data:`MAX_SPEC_BYTES` (a bigger file is refused before it is
+    read); :class:`ConfigError` naming ``path`` otherwise."""
     try:
-        return Path(path).read_text()
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_SPEC_BYTES:
+                raise _too_big(path, f"{size} bytes")
+            data = fh.read(MAX_SPEC_BYTES + 1)  # a pipe or device tells no size: read one byte past the limit
     except OSError as exc:
         raise ConfigError(f"cannot read spec: {exc.strerror or exc}", source=str(path)) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise _too_big(path, f"more than {MAX_SPEC_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start} ({exc.reason})",
+                          source=str(path)) from None
+
+
+def _too_big(path: str | Path, size: str) -> ConfigError:
+    return ConfigError(f"spec is {size}, over the limit of {MAX_SPEC_BYTES} bytes (1 MiB)", source=str(path))
 
 
 def parse_spec_text(text: str, source: str, overrides: Sequence[str] = ()) -> SweepSpec:
     """YAML text (+ ``--set`` overrides) → the typed spec; errors name ``source`` and the key path."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"not valid YAML{line}: {getattr(exc, 'problem', exc)}", source=source) from None
+        raw = load_yaml(text)
+    except ConfigError as exc:
+        raise exc.in_source(source) from None
     if not isinstance(raw, dict):
         raise ConfigError("a spec is a YAML mapping with keys name, task, grid, …", source=source)
     try:

@@ -29,22 +29,23 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from rich.table import Table
 
-from runners.cluster import connect_ray, shutdown_ray, trial_resources
+from runners.checkpoints import latest_checkpoints
+from runners.cluster import check_local_target, connect_ray, shutdown_ray, trial_resources
 from runners.console import console, out
 from runners.contract import PACK, PackNames, SweepTrials, TrialContext, pack_dirname, pack_keys
 from runners.estimate import estimate_seconds
 from runners.plan import PlannedTrial, SweepPlan, pack_trials, plan_sweep
-from runners.progress import ProgressCallback, SweepProgress, fit_with_progress
+from runners.progress import SweepProgress, fit_with_progress
 from runners.spec import SweepSpec, parse_spec_text, read_spec_text
-from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, resolve_tracking_uri, store_exists
+from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, diverged, resolve_tracking_uri, store_exists
 from runners.tuning import record_search, recorded_searches, run_search, tuned_values
 from sobolev.config import flatten
 from sobolev.errors import ConfigError
 
 STATE_FILE = "latest.json"
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 """Format of the Tune state a ``resume`` can restore: 2 = member keys as configs, typed trials through
-``tune.with_parameters`` (``runners.contract``)."""
+``tune.with_parameters`` (``runners.contract``); 3 = Tune callbacks in ``runners.tune_events``."""
 
 
 @dataclass
@@ -114,6 +115,9 @@ def prepare(spec_path: str, opts: SweepOptions):
     text = read_spec_text(spec_path)
     spec = parse_spec_text(text, spec_path, opts.overrides)
     plan = plan_sweep(spec, spec_path)
+    if not opts.address:
+        check_local_target(spec, [*plan.trials, *(m for arm in plan.arms for m in arm.members)], spec_path)
+    check_storage(storage_root(opts, spec))
     try:
         uri = resolve_tracking_uri(opts.tracking_uri)
         check_reachable(uri)
@@ -132,6 +136,44 @@ def prepare(spec_path: str, opts: SweepOptions):
 
 def storage_root(opts: SweepOptions, spec: SweepSpec) -> Path:
     return (Path(opts.storage or ".sobolev").expanduser().resolve()) / spec.name
+
+
+def check_storage(root: Path) -> None:
+    """``--storage`` must be (or be creatable as) a writable folder: refused before anything is written."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"{path} is a file; Tune's state and checkpoints need a folder", source="--storage")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise ConfigError(f"{path} is not writable", source="--storage")
+            return
+
+
+def settle_store(tracker: Tracker, exp_id: Optional[str]) -> Dict[str, Any]:
+    """Reconcile the experiment (runs of invocations whose driver is gone end KILLED, ``Tracker.reconcile``),
+    say so, and return trial_key → its latest unfinished run."""
+    for parent in tracker.reconcile(exp_id):
+        out.print(f"reconciled: {parent.info.run_name} was left RUNNING by a driver that is gone; its "
+                  "interrupted trials continue from their checkpoints", soft_wrap=True)
+    return tracker.unfinished_trials(exp_id)
+
+
+def select_todo(trials: List[PlannedTrial], finished: Dict[str, str], unfinished: Dict[str, Any],
+                rerun: bool) -> List[PlannedTrial]:
+    """The trials to train: not FINISHED, not diverged (divergence is deterministic), not running in another live
+    invocation; with ``rerun`` also the finished and the diverged."""
+    busy = {k for k, r in unfinished.items() if r.info.status == "RUNNING"}
+    done = set(finished) | {k for k, r in unfinished.items() if diverged(r)}
+    return [t for t in trials if t.key not in busy and (rerun or t.key not in done)]
+
+
+def continue_unfinished(tracker: Tracker, parent: str, todo: List[PlannedTrial], unfinished: Dict[str, Any]) -> None:
+    """Interrupted (KILLED) and failed trial runs of earlier invocations move under ``parent``: their trial goes on
+    in the same run, never in a second one."""
+    for t in todo:
+        run = unfinished.get(t.key)
+        if run is not None and not diverged(run) and run.data.tags.get("mlflow.parentRunId") != parent:
+            tracker.adopt(run.info.run_id, parent)
 
 
 def concurrency(spec: SweepSpec, opts: SweepOptions, cpus: int) -> int:
@@ -158,27 +200,27 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
     table = Table(title=f"sweep {spec.name!r} ({spec.task}) — {spec_path}")
     for col in ("#", "trial", "trial_key", "points", "steps", "est. s", "in MLflow"):
         table.add_column(col, justify="right" if col in ("#", "points", "steps", "est. s") else "left")
+    unfinished = tracker.unfinished_trials(exp_id)
+    to_run = {t.key for t in select_todo(plan.trials, finished, unfinished, opts.rerun)}
     total_est = 0.0
-    todo = 0
+    todo = len(to_run)
     for i, t in enumerate(plan.trials):
         est = estimate_seconds(t)
-        done = t.key in finished
-        if not done:
+        if t.key in to_run:
             total_est += est
-            todo += 1
         if i < 40 or len(plan.trials) <= 60:
             table.add_row(str(i + 1), t.name, t.key, str(t.points), str(t.config.steps), f"{est:.1f}",
-                          "[green]FINISHED[/]" if done else "")
+                          _store_state(t.key, finished, unfinished))
     out.print(table)
     if len(plan.trials) > 60:
         out.print(f"… and {len(plan.trials) - 40} more trials")
     if spec.run.pack > 1:
-        packs = pack_trials([t for t in plan.trials if t.key not in finished], spec.run.pack)
+        packs = pack_trials([t for t in plan.trials if t.key in to_run], spec.run.pack)
         out.print(f"packed (run.pack={spec.run.pack}): {todo} trials as {len(packs)} batched Tune trials "
                   f"of sizes {', '.join(str(n) for n in sorted({len(p) for p in packs}, reverse=True))}", soft_wrap=True)
     out.print(
         f"{len(plan.trials)} trials ({plan.dropped} dropped by include/exclude), "
-        f"{len(plan.trials) - todo} already FINISHED in {uri}, {todo} to run.\n"
+        f"{len(plan.trials) - todo} already FINISHED, diverged or running in {uri}, {todo} to run.\n"
         f"Estimated cost on this machine: {total_est / 60:.1f} trial-minutes of training, "
         f"about {total_est / conc / 60:.1f} min wall time with {conc} concurrent trial(s) "
         f"(plus ~{1.5 * todo / conc / 60:.1f} min orchestration).",
@@ -187,6 +229,19 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
     if search_est:
         out.print(f"With the search: about {(search_est + total_est) / conc / 60:.1f} min wall time in all.")
     return plan
+
+
+def _store_state(key: str, finished: Dict[str, str], unfinished: Dict[str, Any]) -> str:
+    """What the store has of a trial, as ``plan`` shows it."""
+    if key in finished:
+        return "[green]FINISHED[/]"
+    run = unfinished.get(key)
+    if run is None:
+        return ""
+    if diverged(run):
+        return "[red]diverged[/] (--rerun trains it again)"
+    return {"RUNNING": "[yellow]RUNNING[/] (another invocation)", "KILLED": "interrupted: continues"}.get(
+        run.info.status, f"{run.info.status}: trains again")
 
 
 def show_search_plan(plan: SweepPlan, recorded: Dict[str, Dict[str, Any]]) -> float:
@@ -268,20 +323,21 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     t_start = time.time()
     spec_text, plan, uri, tracker, exp_id, finished = prepare(spec_path, opts)
     spec = plan.spec
+    unfinished = settle_store(tracker, exp_id)
     searches = recorded_searches(tracker, exp_id, plan.arms)
     to_search = [a for a in plan.arms if a.key not in searches]
     if plan.arms and not to_search:  # every arm was tuned before: the evaluation trials are known now
         plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, searches))
-    todo = [t for t in plan.trials if opts.rerun or t.key not in finished] if not to_search else []
+    todo = select_todo(plan.trials, finished, unfinished, opts.rerun) if not to_search else []
     skipped = len(plan.trials) - len(todo) if not to_search else 0
     outcome = SweepOutcome(spec=spec, planned=len(plan.trials), skipped=skipped, tracking_uri=uri,
                            searches=searches)
     if not to_search and not todo:
-        out.print(f"all {len(plan.trials)} trials of {spec.name!r} are already FINISHED in {uri}; "
+        out.print(f"all {len(plan.trials)} trials of {spec.name!r} are already FINISHED (or diverged) in {uri}; "
                   "nothing to run (--rerun forces)", soft_wrap=True)
         return outcome
     outcome.phases["prepare"] = time.time() - t_start
-    resources = connect_ray(spec, opts.address, spec_path)
+    resources = connect_ray(spec, [*todo, *(m for a in to_search for m in a.members)], opts.address, spec_path)
     outcome.phases["ray_start"] = time.time() - t_start - outcome.phases["prepare"]
     try:
 
@@ -316,7 +372,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
             if not completed:
                 return _interrupted_search(outcome, tracker, parent, t_start)
             plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, outcome.searches))
-            todo = [t for t in plan.trials if opts.rerun or t.key not in finished]
+            todo = select_todo(plan.trials, finished, unfinished, opts.rerun)
             outcome.planned, outcome.skipped = len(plan.trials), len(plan.trials) - len(todo)
             _write_state(root, {**state, "phase": "evaluate", "trial_keys": [t.key for t in todo]})
         tracker.log_plan(parent, spec_text, list(opts.overrides), [t.summary() for t in plan.trials])
@@ -324,6 +380,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
             tracker.finish(parent, "FINISHED")
             outcome.wall_seconds = time.time() - t_start
             return outcome
+        continue_unfinished(tracker, parent, todo, unfinished)
         tuner = _new_tuner(spec, todo, ctx, root, invocation, conc)
         estimate = sum(estimate_seconds(t) for t in todo) / conc
         progress = SweepProgress({t.key: t.name for t in todo}, estimate, outcome.skipped)
@@ -350,10 +407,13 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     exp_id, parent = state["experiment_id"], state["parent_run_id"]
     ran_spec = parse_spec_text(read_spec_text(state["spec_path"]), state["spec_path"], state["overrides"])
     plan = plan_sweep(ran_spec, state["spec_path"])
+    if not opts.address:
+        check_local_target(ran_spec, [*plan.trials, *(m for arm in plan.arms for m in arm.members)], spec_path)
     searching = state.get("phase") == "search"
     todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
     outcome = SweepOutcome(spec=ran_spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent)
-    resources = connect_ray(spec, opts.address, spec_path)
+    unfinished = settle_store(tracker, exp_id)
+    resources = connect_ray(spec, [*todo, *(m for a in plan.arms for m in a.members)], opts.address, spec_path)
     try:
         from ray import tune
 
@@ -375,13 +435,15 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
             else:
                 todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
             outcome.planned = len(todo)
-        done = {r.data.tags.get(TAG_KEY) for r in tracker.children(exp_id, parent) if r.info.status == "FINISHED"}
+        finished = tracker.finished_trial_keys(exp_id)
+        done = set(finished) | {k for k, r in unfinished.items() if diverged(r)}
         if not todo:
             tracker.finish(parent, "FINISHED")
             return outcome
+        continue_unfinished(tracker, parent, [t for t in todo if t.key not in done], unfinished)
+        trials = SweepTrials.of(todo, ctx, latest_checkpoints(root, [t.key for t in todo]))
         if not searching and state.get("format") == STATE_FORMAT and tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(path, trainable=_trainable(plan.spec, SweepTrials.of(todo, ctx)),
-                                       resume_errored=True)
+            tuner = tune.Tuner.restore(path, trainable=_trainable(plan.spec, trials), resume_errored=True)
         else:  # no Tune state (the driver died first), or one of an older version: start the unfinished afresh
             pending = [t for t in todo if t.key not in done]
             conc = concurrency(spec, opts, int(resources.get("CPU", 1)))
@@ -408,9 +470,11 @@ def _new_tuner(spec: SweepSpec, trials: List[PlannedTrial], ctx: TrialContext, r
     """A Tuner over ``trials`` (a grid of packs of planned trials, ``run.pack`` each), resumable from ``root / name``."""
     from ray import tune
 
+    from runners.tune_events import ProgressCallback
+
     packs = [[t.key for t in pack] for pack in pack_trials(trials, spec.run.pack)]
     return tune.Tuner(
-        _trainable(spec, SweepTrials.of(trials, ctx)),
+        _trainable(spec, SweepTrials.of(trials, ctx, latest_checkpoints(root, [t.key for t in trials]))),
         param_space={PACK: tune.grid_search(packs)},
         tune_config=tune.TuneConfig(
             reuse_actors=True,

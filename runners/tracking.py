@@ -43,6 +43,10 @@ TAG_SEARCH_KEY = "sobolev.search_key"
 """A tuning run: the key of its arm's search."""
 TAG_STOPPED_AT = "sobolev.stopped_at_step"
 """A tuning run that ASHA stopped early: the last step it reported."""
+TAG_DRIVER = "sobolev.driver"
+"""A parent run: the driver running it, ``host pid start-time`` (:func:`driver_identity`)."""
+TAG_INTERRUPTED = "sobolev.interrupted"
+"""A run ended KILLED by reconciliation: why (its driver was gone)."""
 PARENT = "mlflow.parentRunId"
 SPEC_ARTIFACT = "spec.yaml"
 PLAN_ARTIFACT = "plan.json"
@@ -51,6 +55,29 @@ PLAN_ARTIFACT = "plan.json"
 def diverged(run) -> bool:
     """A run that ended FAILED because its loss diverged: deterministic, never trained again."""
     return run.info.status == "FAILED" and run.data.tags.get(TAG_DIVERGED) == "true"
+
+
+def driver_identity() -> str:
+    """This process as ``host pid start-time``: with the start time a recycled PID is never mistaken for it."""
+    import psutil
+
+    return f"{socket.gethostname()} {os.getpid()} {psutil.Process().create_time():.3f}"
+
+
+def driver_gone(identity: Optional[str]) -> Optional[bool]:
+    """Whether the driver named by a parent run's :data:`TAG_DRIVER` is gone: True or False on this host,
+    None (cannot tell) for another host's driver or a run without the tag."""
+    import psutil
+
+    try:
+        host, pid, started = (identity or "").split(" ")
+        if host != socket.gethostname():
+            return None
+        return abs(psutil.Process(int(pid)).create_time() - float(started)) > 0.01
+    except psutil.NoSuchProcess:
+        return True
+    except (ValueError, psutil.Error):
+        return None
 
 
 def resolve_tracking_uri(uri: Optional[str], cwd: Optional[Path] = None) -> str:
@@ -79,6 +106,13 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         db = Path(uri[len("sqlite:///") :])
         if not db.parent.is_dir():
             raise ConfigError(f"tracking URI {uri!r}: folder {db.parent} does not exist")
+        if db.is_dir():
+            raise ConfigError(f"tracking URI {uri!r}: {db} is a folder, not an SQLite database file")
+        if db.exists() and db.stat().st_size:
+            with db.open("rb") as fh:
+                if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                    raise ConfigError(f"tracking URI {uri!r}: {db} is not an SQLite database (an MLflow store "
+                                      "is sqlite:///path/to/mlflow.db or http://host:port)")
         return
     try:
         with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as resp:
@@ -89,6 +123,9 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ConfigError(f"cannot reach tracking server {uri}: {reason}") from None
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def artifact_location(uri: str, experiment: str) -> Optional[str]:
@@ -170,6 +207,47 @@ class Tracker:
         runs = self.search(exp_id, "attributes.status = 'FINISHED'")
         return {r.data.tags[TAG_KEY]: r.info.run_id for r in runs if TAG_KEY in r.data.tags}
 
+    def unfinished_trials(self, exp_id: Optional[str]) -> Dict[str, Any]:
+        """trial_key → the latest child run (sweep trial) that is not FINISHED: RUNNING, KILLED or FAILED."""
+        if exp_id is None:
+            return {}
+        runs = self.search(exp_id, f"attributes.status != 'FINISHED' and tags.`{TAG_KIND}` = 'trial'")
+        latest: Dict[str, Any] = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+            latest[run.data.tags.get(TAG_KEY, "")] = run
+        latest.pop("", None)
+        return latest
+
+    def reconcile(self, exp_id: Optional[str]) -> List[Any]:
+        """End what invocations whose driver is gone left RUNNING (:func:`driver_gone`): their trial runs
+        KILLED with the reason (a later ``run`` or ``resume`` continues them from their checkpoints), their
+        parent FINISHED when every trial it planned finished, else KILLED.  Returns the parents ended."""
+        if exp_id is None:
+            return []
+        running = self.search(exp_id, "attributes.status = 'RUNNING'")
+        parents = {r.info.run_id: r for r in running if PARENT not in r.data.tags}
+        gone = {pid: run for pid, run in parents.items() if driver_gone(run.data.tags.get(TAG_DRIVER))}
+        for run in running:  # a trial or tuning run of a gone invocation, or of one that ended without it
+            parent = run.data.tags.get(PARENT)
+            if parent is not None and (parent in gone or parent not in parents):
+                self._end_interrupted(run, parent)
+        for pid, run in gone.items():
+            kids = [k for k in self.children(exp_id, pid) if k.data.tags.get(TAG_KIND) == "trial"]
+            planned = int(run.data.params.get("trials", 0))
+            done = 0 < planned <= len(kids) and all(k.info.status == "FINISHED" or diverged(k) for k in kids)
+            self.set_tags(pid, {TAG_INTERRUPTED: f"its driver ({run.data.tags.get(TAG_DRIVER)}) ended without "
+                                                 f"closing it; found by the driver {driver_identity()}"})
+            self.finish(pid, "FINISHED" if done else "KILLED")
+        return list(gone.values())
+
+    def _end_interrupted(self, run, parent_id: str) -> None:
+        self.set_tags(run.info.run_id, {TAG_INTERRUPTED: f"the invocation {parent_id} ended without closing it"})
+        self.finish(run.info.run_id, "KILLED")
+
+    def adopt(self, run_id: str, parent_id: str) -> None:
+        """Move an unfinished trial run under the invocation that continues it (no second run for its key)."""
+        self.set_tags(run_id, {PARENT: parent_id})
+
     def children(self, exp_id: str, parent_id: str) -> List[Any]:
         return self.search(exp_id, f"tags.`{PARENT}` = '{parent_id}'")
 
@@ -178,7 +256,9 @@ class Tracker:
         return runs[0] if runs else None
 
     def create_parent(self, exp_id: str, name: str, params: Dict[str, Any], tags: Dict[str, str]) -> str:
-        run = self.client.create_run(exp_id, run_name=name, tags={TAG_KIND: "sweep", **tags})
+        """The invocation's parent run, with this driver's identity (:func:`driver_gone` reads it)."""
+        run = self.client.create_run(exp_id, run_name=name,
+                                     tags={TAG_KIND: "sweep", TAG_DRIVER: driver_identity(), **tags})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 

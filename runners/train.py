@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 from rich.table import Table
 
 from runners.console import console, training_progress
+from sobolev.errors import ConfigError
 from sobolev.tasks import task_of
 from sobolev.trainers import Progress, TrialResult, load_checkpoint, save_checkpoint
 
@@ -34,7 +35,10 @@ def run_trial(
     """Train one trial (resuming from ``checkpoint`` if it exists) and write its outputs."""
     trainer = config.setup()
     if checkpoint is not None and Path(checkpoint).exists():
-        trainer.load_state_dict(load_checkpoint(checkpoint))
+        try:
+            trainer.load_state_dict(load_checkpoint(checkpoint))
+        except ConfigError as exc:  # another trial's checkpoint: name the file
+            raise exc.in_source(str(checkpoint)) from None
         console.print(f"resumed from {checkpoint} at step {trainer.step}")
     bar = training_progress()
     label = f"{config.supervision} · {config.model.activation}"

@@ -26,10 +26,11 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional
 
 import yaml
 
+from runners.checkpoints import report_with_checkpoint, restore_members
 from runners.contract import SweepTrials, TrialContext
 from runners.plan import PlannedTrial
 from runners.tracking import TAG_DIVERGED, TAG_FAILURE, Tracker, diverged
@@ -46,34 +47,6 @@ class InjectedFailure(RuntimeError):
 def _injected_failure_step() -> Optional[int]:
     value = os.environ.get(FAIL_ONCE_AT_STEP)
     return int(value) if value else None
-
-
-def restore_members(checkpoint, members: Sequence[Tuple[str, Any]]) -> List[str]:
-    """Each ``(key, trainer)`` restored from its file ``<key>.pt`` in Tune's checkpoint, where it has one;
-    returns the keys restored."""
-    from sobolev.trainers import load_checkpoint
-
-    restored = []
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            for key, trainer in members:
-                path = Path(d) / f"{key}.pt"
-                if path.exists():
-                    trainer.load_state_dict(load_checkpoint(path))
-                    restored.append(key)
-    return restored
-
-
-def report_with_checkpoint(result: Dict[str, Any], members: Sequence[Tuple[str, Any]]) -> None:
-    """``tune.report`` with a checkpoint of one file per ``(key, trainer)`` (model, optimiser, step)."""
-    from ray import tune
-
-    from sobolev.trainers import save_checkpoint
-
-    with tempfile.TemporaryDirectory() as d:
-        for key, trainer in members:
-            save_checkpoint(trainer.state_dict(), Path(d) / f"{key}.pt")
-        tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def trial_params(trial: PlannedTrial) -> Dict[str, str]:
@@ -112,7 +85,7 @@ def sobolev_trial(config: Dict[str, Any], sweep: SweepTrials) -> None:
     if not pack.open_runs():
         tune.report({**pack.summary(), "already_finished": 1})
         return
-    pack.build(tune.get_checkpoint())
+    pack.build(tune.get_checkpoint(), sweep.checkpoints)
     trial_dir = Path(tune.get_context().get_trial_dir() or tempfile.gettempdir())
     try:
         pack.fit(trial_dir)
@@ -159,13 +132,13 @@ class TrialPack:
                 self.logged_step[t.key] = 0 if created else self.tracker.last_logged_step(run.info.run_id)
         return len(self.todo)
 
-    # 2. trainers, restored from Tune's checkpoint when this is a retry or a resume
-    def build(self, checkpoint) -> None:
+    # 2. trainers, restored from the latest checkpoint: Tune's (a retry, a resume) or an earlier invocation's
+    def build(self, checkpoint, earlier: Dict[str, str]) -> None:
         t0 = time.perf_counter()
         self.trainers = [t.config.setup() for t in self.todo]
         self.setup_seconds = (time.perf_counter() - t0) / len(self.todo)  # data, targets, model: per member
         trainers = dict(zip((t.key for t in self.todo), self.trainers))
-        for key in restore_members(checkpoint, list(trainers.items())):
+        for key in restore_members(checkpoint, list(trainers.items()), earlier):
             self.tracker.set_tags(self.run_ids[key], {"sobolev.restored_from_step": trainers[key].step})
         self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], self.logged_step[t.key]) for t in self.todo]
         self.step = self.last["report"] = self.last["checkpoint"] = min(tr.step for tr in self.trainers)

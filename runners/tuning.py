@@ -108,7 +108,7 @@ def search_tuner(arm: Arm, spec, ctx: TrialContext, storage: Path, name: str, co
     from ray.tune.search import BasicVariantGenerator
     from ray.tune.search.optuna import OptunaSearch
 
-    from runners.progress import SearchCallback
+    from runners.tune_events import SearchCallback
 
     search = spec.search
     done = done or []

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import difflib
 import typing
-from typing import Annotated, Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from typing import (Annotated, Any, Callable, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Type,
+                    TypeVar)
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from sobolev.errors import ConfigError
 
@@ -35,6 +36,22 @@ Integer = Annotated[int, BeforeValidator(_not_a_bool)]
 """An ``int`` that refuses ``true``/``false`` (pydantic's lax mode would read them as 1/0)."""
 Number = Annotated[float, BeforeValidator(_not_a_bool)]
 """A ``float`` that refuses ``true``/``false``."""
+
+
+def seed_in(bits: int) -> Callable[[int], int]:
+    """A check that a seed is in ``0..2**bits - 1``: :class:`ConfigError` naming the range otherwise."""
+    limit = 2**bits - 1
+
+    def check(seed: int) -> int:
+        if not 0 <= seed <= limit:
+            raise ConfigError(f"must be in 0..{limit} (2**{bits} - 1), got {seed}")
+        return seed
+
+    return check
+
+
+Seed = Annotated[Integer, AfterValidator(seed_in(63))]
+"""A trial seed: what ``torch.manual_seed`` and a ``torch.Generator`` take (NumPy gets it modulo 2**32)."""
 
 
 class Settings(BaseModel):

@@ -1,4 +1,5 @@
-"""The sweep against real services: an `mlflow server` over HTTP and a two-node Ray cluster."""
+"""The sweep against real services: a two-node Ray cluster, the MLflow UI (an `mlflow server` over HTTP, and its
+outage, are in test_faults.py)."""
 
 import os
 import signal
@@ -14,55 +15,6 @@ from tests.sweep_helpers import ENV, children, cli, client, free_port, runs, wri
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        env={**ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, cwd=tmp_path, stdout=log, stderr=log,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise AssertionError((tmp_path / "server.log").read_text()[-2000:])
-                time.sleep(0.5)
-        yield uri
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
-
-
-def test_trials_log_to_a_real_mlflow_server_over_http(tmp_path, mlflow_server):
-    work = tmp_path / "work"
-    work.mkdir()
-    path = write_spec(work)
-    proc = cli("run", str(path), "--tracking-uri", mlflow_server, cwd=work)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    all_runs = runs(mlflow_server, "tiny")
-    kids = children(all_runs)
-    assert len(kids) == 2 and all(r.info.status == "FINISHED" for r in all_runs)
-    c = client(mlflow_server)
-    for run in kids:
-        assert {"prediction.png", "gradients.png", "config.yaml"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
-    assert any((tmp_path / "server-artifacts").rglob("prediction.png"))  # stored by the server
-    assert not list(work.rglob("mlflow.db")) and not (work / "mlruns").exists()  # nothing scattered locally
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 A source is a built-in name, a PNG/JPEG path, or a Set5-style folder ``<root>/HR/<name>.png``
 (which expands to its images, sorted by name, so the paper's Set5 table runs unchanged).
+Files keep their precision: 8-bit images are scaled by 1/255, 16-bit grayscale by 1/65535.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -21,6 +23,8 @@ from sobolev.registry import Registry
 BUILTIN_IMAGES: Registry[Callable[[], np.ndarray]] = Registry("built-in image")
 DEFAULT_BUILTIN_SIZE = 256
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+"""Pillow's modes of 16-bit grayscale (Pillow reads 16-bit colour PNGs as 8-bit ``RGB``)."""
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -89,15 +93,33 @@ def resolve_images(spec: str) -> List[str]:
     )
 
 
-def _read_file(path: Path) -> np.ndarray:
+def open_image(path: Path) -> Image.Image:
+    """The decoded image at ``path``.  A file Pillow cannot read, or whose header claims more than
+    ``Image.MAX_IMAGE_PIXELS`` pixels (Pillow's decompression-bomb guard, its warning taken as an error: nothing
+    is decoded), is a :class:`ConfigError` naming the file and, for a bomb, its pixel count and the limit."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode not in ("RGB", "L"):
-                img = img.convert("RGB")
-            return np.asarray(img)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # leaving the block closes the file, not the decoded image
+                img.load()
+                return img
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
         raise ConfigError(f"cannot read image {str(path)!r}: {exc}") from None
+
+
+def _read_file(path: Path) -> np.ndarray:
+    """Pixels ``(H, W[, 3])``: uint8, or uint16 for a 16-bit grayscale image (kept at full precision)."""
+    img = open_image(path)
+    if img.mode in SIXTEEN_BIT_MODES:
+        return np.asarray(img).astype(np.uint16)
+    if img.mode == "I":  # 32-bit integers: what some readers give for 16-bit grayscale
+        array = np.asarray(img)
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ConfigError(f"image {str(path)!r} holds 32-bit values in {array.min()}..{array.max()}; "
+                              "known: 8-bit and 16-bit images (0..65535)")
+        return array.astype(np.uint16)
+    return np.asarray(img if img.mode in ("RGB", "L") else img.convert("RGB"))
 
 
 def center_crop_resize(array: np.ndarray, size: int) -> np.ndarray:
@@ -145,7 +167,7 @@ def _load_image_cached(spec: str, size: Optional[int], grayscale: bool, stamp: i
         array = center_crop_resize(array, size)
     if array.ndim == 2:
         array = array[:, :, None]
-    pixels = torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
+    pixels = torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1) / float(np.iinfo(array.dtype).max)
     if grayscale and pixels.shape[0] == 3:
         from sobolev.metrics import luma
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sobolev.data.images import open_image
 from sobolev.errors import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
@@ -138,14 +139,10 @@ def load_llff(root: Path, downsample: int = 4, bd_factor: float = 0.75, llffhold
     target = (int(round(full_w / downsample)), int(round(full_h / downsample)))
     images = []
     for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("RGB")
-                if resize and im.size != target:
-                    im = im.resize(target, Image.LANCZOS)
-                images.append(np.asarray(im, dtype=np.float32) / 255.0)
-        except OSError as exc:
-            raise ConfigError(f"cannot read image {f}: {exc}") from None
+        im = open_image(f).convert("RGB")
+        if resize and im.size != target:
+            im = im.resize(target, Image.LANCZOS)
+        images.append(np.asarray(im, dtype=np.float32) / 255.0)
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
         raise ConfigError(f"images in {folder} have different sizes: {sorted(shapes)[:3]}")

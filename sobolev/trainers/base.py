@@ -339,7 +339,7 @@ class RegressionTrainer:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore a checkpoint of the same trial: the model, optimiser, step and history."""
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
+        if not is_checkpoint(state):
             raise ConfigError(f"not a sobolev-sweep checkpoint of format {CHECKPOINT_FORMAT}")
         try:  # the saved config read as this trial's kind, so settings added since have their defaults
             theirs = type(self.config).parse(state["config"]).identity()
@@ -375,8 +375,23 @@ def save_checkpoint(state: Dict[str, Any], path: os.PathLike) -> Path:
     return path
 
 
+def is_checkpoint(state: Any) -> bool:
+    """Whether ``state`` is what :meth:`RegressionTrainer.state_dict` returns (of this format)."""
+    return isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and "config" in state
+
+
 def load_checkpoint(path: os.PathLike) -> Dict[str, Any]:
+    """The checkpoint :func:`save_checkpoint` wrote to ``path``; a one-line :class:`ConfigError` naming the file if
+    it cannot be read or holds anything else (random bytes, text, another program's torch file)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ConfigError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except OSError as exc:
+        raise ConfigError(f"cannot read checkpoint: {exc.strerror or exc}", source=str(path)) from None
+    except Exception as exc:  # whatever unpickling a foreign file raises, it is not a checkpoint of ours
+        reason = str(exc).strip().partition("\n")[0]
+        raise ConfigError(f"not a sobolev-sweep checkpoint: torch.load fails ({type(exc).__name__}: {reason})",
+                          source=str(path)) from None
+    if not is_checkpoint(state):
+        raise ConfigError(f"not a sobolev-sweep checkpoint of format {CHECKPOINT_FORMAT} (it holds a "
+                          f"{type(state).__name__})", source=str(path))
+    return state

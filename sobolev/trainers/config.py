@@ -11,7 +11,7 @@ from typing import ClassVar, List, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from sobolev.config import Integer, Number, Settings
+from sobolev.config import Integer, Number, Seed, Settings
 from sobolev.errors import ConfigError
 from sobolev.finite_differences import check_operator
 from sobolev.jacobian import DERIVATIVE_IMPLS
@@ -56,7 +56,7 @@ class RegressionConfig(Settings):
     """Adam steps, full batch."""
     lr: Number = Field(1e-4, gt=0)
     """Constant learning rate."""
-    seed: Integer = 0
+    seed: Seed = 0
     """Seeds the init (and a random ``ratio`` subset)."""
     log_every: Integer = Field(0, ge=0)
     """Loss history / callback interval in steps; 0: every 1 % of the steps."""

@@ -18,13 +18,13 @@ from typing import ClassVar, List, Optional
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import field_validator
 
 from sobolev.config import Integer
 from sobolev.data.images import BUILTIN_IMAGES, ImageSignal, load_image, resolve_images
 from sobolev.errors import ConfigError
 from sobolev.finite_differences import finite_difference_gradient
-from sobolev.metrics import cropped_ssim, image_metrics, luma, psnr, to_unit_range
+from sobolev.metrics import SSIM_WINDOW, cropped_ssim, image_metrics, luma, psnr, to_unit_range
 from sobolev.models import AffineCoordinates
 from sobolev.sampling import Sampling
 from sobolev.tasks import TASKS, Dataset, SignalInfo, Task, file_digest
@@ -40,19 +40,31 @@ class ImageRegressionConfig(RegressionConfig):
 
     image: str = "astronaut"
     """Built-in image (astronaut, chelsea, coffee, rocket, hubble) or a PNG/JPEG file."""
-    size: Optional[Integer] = Field(None, ge=8)
-    """Centre-crop to a square and resize to SIZE; None: a file's own size, 256 for built-ins."""
+    size: Optional[Integer] = None
+    """Centre-crop to a square and resize to SIZE (at least the SSIM window, 11); None: a file's own size, 256 for
+    built-ins."""
     grayscale: bool = False
     """Fit the luma channel only (the paper fits colour)."""
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, size: Optional[int]) -> Optional[int]:
+        if size is not None and size < SSIM_WINDOW:
+            raise ConfigError(f"must be at least {SSIM_WINDOW} (the SSIM window), got {size}")
+        return size
 
     def setup(self) -> "ImageRegressionTrainer":
         """The config is the factory: build the trainer for this trial."""
         return ImageRegressionTrainer(self)
 
 
-def check_image_fits_factor(signal: ImageSignal, sampling: Sampling) -> None:
-    """On the grid, H and W must be multiples of ``factor`` so the grid and crop are regular."""
+def check_image_fits(signal: ImageSignal, sampling: Sampling) -> None:
+    """The image can be trained on and measured: each side at least the SSIM window, and on the grid H and W
+    multiples of ``factor`` so the grid and crop are regular."""
     h, w = signal.shape
+    if min(h, w) < SSIM_WINDOW:
+        raise ConfigError(f"image {signal.source!r} is {w}x{h}: each side must be at least {SSIM_WINDOW} pixels "
+                          "(the SSIM window)")
     if sampling.is_grid and (h % sampling.factor or w % sampling.factor):
         raise ConfigError(
             f"image {signal.source!r} is {w}x{h}, not a multiple of factor {sampling.factor}; "
@@ -99,7 +111,7 @@ class ImageRegressionTrainer(RegressionTrainer):
     def setup(self) -> None:
         cfg: ImageRegressionConfig = self.config
         self.signal = load_image(cfg.image, cfg.size, cfg.grayscale)  # step 1
-        check_image_fits_factor(self.signal, cfg.sampling)
+        check_image_fits(self.signal, cfg.sampling)
         pixels = self.target = self.signal.pixels
         c, h, w = pixels.shape
         self.sampling = cfg.sampling
@@ -170,7 +182,7 @@ class ImageTask(Task):
 
     def inspect(self, config: ImageRegressionConfig) -> SignalInfo:
         signal = load_image(config.image, config.size, config.grayscale)
-        check_image_fits_factor(signal, config.sampling)
+        check_image_fits(signal, config.sampling)
         return SignalInfo(shape=signal.shape, channels=int(signal.pixels.shape[0]))
 
     def save_artifacts(self, result, out_dir: Path) -> List[Path]:

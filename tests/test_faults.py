@@ -1,0 +1,330 @@
+"""The fault suite: crashes, kills, bad flags and stores, against the real CLI, a real local Ray and a
+real MLflow (nothing mocked).  The README's table lists what it checks.
+
+Kills are timed by what the store shows, never by sleeping: a trial is killed once MLflow has its
+loss at a step after a checkpoint, so the test means the same on a slow and on a fast machine.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.sweep_helpers import CLI, ENV, MlflowServer, children, cli, client, free_port, one_line_error, parents, runs
+from tests.sweep_helpers import sqlite_uri, write_spec
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+INTERRUPTED = "sobolev.interrupted"
+RESTORED = "sobolev.restored_from_step"
+RAY_SESSIONS = Path(tempfile.gettempdir()) / "ray" / "session_2*"
+"""Every Ray started on this machine leaves a session folder here."""
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def _start(args, cwd, env=None):
+    return subprocess.Popen([*CLI, *args], cwd=cwd, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def _wait_for(predicate, timeout, what, every=0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            found = predicate()
+            if found:
+                return found
+        except Exception:  # the store or a process may not be there yet
+            pass
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _statuses(uri, name="tiny"):
+    return [r.info.status for r in children(runs(uri, name))]
+
+
+STEPS = 2000
+
+
+def _interruptible_spec(tmp_path):
+    """Two trials, one at a time, long enough (2000 steps, 5–12 s here) that a kill lands inside one."""
+    return write_spec(tmp_path, trial__steps=STEPS, run__max_concurrent=1, run__checkpoint_every=50,
+                      run__report_every=25, trial__log_every=25)
+
+
+def _checkpointed_and_running(uri):
+    """One trial FINISHED, and a RUNNING one whose loss MLflow has past its first checkpoint (step 50)."""
+    kids = children(runs(uri, "tiny"))
+    if not any(r.info.status == "FINISHED" for r in kids):
+        return None
+    for run in kids:
+        if run.info.status == "RUNNING":
+            steps = [m.step for m in client(uri).get_metric_history(run.info.run_id, "loss")]
+            if steps and 75 <= max(steps) < STEPS - 200:
+                return run
+    return None
+
+
+def _family(pid):
+    """The driver and everything it started (the keeper of the local Ray and Ray's processes under it)."""
+    proc = psutil.Process(pid)
+    return [proc, *proc.children(recursive=True)]
+
+
+def _assert_all_gone(family, timeout=30):
+    _, alive = psutil.wait_procs(family, timeout=timeout)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [p.name() for p in alive]
+
+
+def _assert_every_trial_once_and_finished(uri, expected, name="tiny"):
+    all_runs = runs(uri, name)
+    keys = [r.data.tags["sobolev.trial_key"] for r in children(all_runs)]
+    assert len(keys) == expected and len(set(keys)) == expected, keys
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in parents(all_runs))
+    assert all(r.info.status == "FINISHED" for r in children(all_runs)), [
+        (r.info.run_name, r.info.status) for r in children(all_runs)]
+    assert not [r for r in all_runs if r.info.status == "RUNNING"]
+
+
+def _kill_mid_sweep(tmp_path):
+    """Start the interruptible sweep, SIGKILL its driver inside a checkpointed trial; returns what was there."""
+    path, uri = _interruptible_spec(tmp_path), sqlite_uri(tmp_path)
+    driver = _start(["run", str(path), "--no-live"], tmp_path)
+    victim = _wait_for(lambda: _checkpointed_and_running(uri), 300, "a checkpointed running trial")
+    family = _family(driver.pid)
+    listeners = [c for c in psutil.net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in {p.pid for p in family}]
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.communicate(timeout=30)
+    return path, uri, victim, family, listeners
+
+
+# -- crashes -------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_run_continues_the_interrupted_trial_in_its_own_run(tmp_path):
+    path, uri, victim, family, listeners = _kill_mid_sweep(tmp_path)
+    # a local sweep listens on loopback only (the driver, the keeper, Ray's GCS, raylet and workers)
+    assert listeners and {c.laddr.ip for c in listeners} <= LOOPBACK, listeners
+    # no Ray process outlives the driver
+    _assert_all_gone(family[1:])
+    assert "RUNNING" in _statuses(uri)  # what the kill left
+
+    proc = cli("run", str(path), "--no-live", cwd=tmp_path)  # what most users do after a crash
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reconciled" in proc.stdout
+    _assert_every_trial_once_and_finished(uri, 2)
+    all_runs = runs(uri, "tiny")
+    dead, new = sorted(parents(all_runs), key=lambda r: r.info.start_time)
+    assert dead.info.status == "KILLED" and "ended without closing it" in dead.data.tags[INTERRUPTED]
+    continued = client(uri).get_run(victim.info.run_id)  # the same run, moved under the new invocation
+    assert continued.info.status == "FINISHED" and continued.data.tags["mlflow.parentRunId"] == new.info.run_id
+    assert int(continued.data.tags[RESTORED]) >= 50  # from its checkpoint, not from step 0
+    history = client(uri).get_metric_history(victim.info.run_id, "loss")
+    assert len(history) == len({m.step for m in history}) == STEPS // 25  # no step logged twice
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_resume_runs_every_trial_exactly_once(tmp_path):
+    path, uri, victim, family, _ = _kill_mid_sweep(tmp_path)
+    _assert_all_gone(family[1:])
+    proc = cli("resume", str(path), "--no-live", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_every_trial_once_and_finished(uri, 2)
+    assert int(client(uri).get_run(victim.info.run_id).data.tags[RESTORED]) >= 50
+
+
+@pytest.mark.slow
+def test_sigkill_as_ray_starts_leaves_no_process_then_run_finishes(tmp_path):
+    path, uri = write_spec(tmp_path), sqlite_uri(tmp_path)
+    driver = _start(["run", str(path), "--no-live"], tmp_path)
+
+    def ray_starting():
+        family = _family(driver.pid)
+        return family if any(p.name() in ("gcs_server", "raylet") for p in family) else None
+
+    family = _wait_for(ray_starting, 120, "Ray's first processes", every=0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.communicate(timeout=30)
+    _assert_all_gone(family[1:] + [p for p in psutil.process_iter() if _started_by(p, family)])
+    proc = cli("run", str(path), "--no-live", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_every_trial_once_and_finished(uri, 2)
+
+
+def _started_by(proc, family):
+    """A process started after the snapshot by one of ``family`` (Ray was still starting processes)."""
+    try:
+        return any(a.pid in {p.pid for p in family} for a in proc.parents()) and proc not in family
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.slow
+def test_driver_gone_during_collection_then_run_closes_its_parent(tmp_path):
+    """The state a kill between the last trial and the parent's end leaves: every trial FINISHED, the parent
+    RUNNING with a driver that is gone (a real process, started and ended for this)."""
+    path, uri = write_spec(tmp_path), sqlite_uri(tmp_path)
+    assert cli("run", str(path), "--no-live", cwd=tmp_path).returncode == 0
+    (parent,) = parents(runs(uri, "tiny"))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    c = client(uri)
+    c.update_run(parent.info.run_id, status="RUNNING")
+    c.set_tag(parent.info.run_id, "sobolev.driver", f"{socket.gethostname()} {gone.pid} 1.000")
+    proc = cli("run", str(path), "--no-live", cwd=tmp_path)
+    assert proc.returncode == 0 and "nothing to run" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert c.get_run(parent.info.run_id).info.status == "FINISHED"
+    assert len(runs(uri, "tiny")) == 3
+
+
+@pytest.mark.slow
+def test_ctrl_c_summary_does_not_claim_interrupted_trials_then_resume_finishes(tmp_path):
+    path, uri = _interruptible_spec(tmp_path), sqlite_uri(tmp_path)
+    driver = _start(["run", str(path), "--no-live"], tmp_path)
+    _wait_for(lambda: _checkpointed_and_running(uri), 300, "a checkpointed running trial")
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err[-3000:]
+    assert "INTERRUPTED" in out and "resume with" in out
+    statuses = _statuses(uri)
+    assert "FINISHED" in statuses and "KILLED" in statuses and "RUNNING" not in statuses
+    proc = cli("resume", str(path), "--no-live", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_every_trial_once_and_finished(uri, 2)
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_is_retried_from_its_checkpoint(tmp_path):
+    path, uri = _interruptible_spec(tmp_path), sqlite_uri(tmp_path)
+    driver = _start(["run", str(path), "--no-live"], tmp_path)
+    victim = _wait_for(lambda: _checkpointed_and_running(uri), 300, "a checkpointed running trial")
+    workers = [p for p in _family(driver.pid) if p.name().startswith("ray::ImplicitFunc")]
+    assert workers
+    for worker in workers:
+        worker.kill()
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err[-3000:]
+    _assert_every_trial_once_and_finished(uri, 2)
+    assert int(client(uri).get_run(victim.info.run_id).data.tags[RESTORED]) >= 50
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_into_two_stores(tmp_path):
+    drivers = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        drivers.append((tmp_path / name, _start(["run", str(write_spec(tmp_path / name)), "--no-live"],
+                                                tmp_path / name)))
+    for folder, driver in drivers:
+        out, err = driver.communicate(timeout=600)
+        assert driver.returncode == 0, err[-3000:]
+        _assert_every_trial_once_and_finished(sqlite_uri(folder), 2)
+
+
+@pytest.mark.slow
+def test_tracking_server_down_for_30_s_mid_sweep_costs_nothing(tmp_path):
+    """A real ``mlflow server`` over HTTP, stopped for 30 s while trials log, then started again."""
+    server = MlflowServer(tmp_path).start()
+    try:
+        work = tmp_path / "work"
+        work.mkdir()
+        driver = _start(["run", str(_interruptible_spec(work)), "--tracking-uri", server.uri, "--no-live"], work)
+        _wait_for(lambda: _checkpointed_and_running(server.uri), 300, "a checkpointed running trial")
+        server.stop()
+        time.sleep(30)
+        server.start()
+        out, err = driver.communicate(timeout=600)
+        assert driver.returncode == 0, err[-3000:]
+        _assert_every_trial_once_and_finished(server.uri, 2)
+        for run in children(runs(server.uri, "tiny")):
+            steps = [m.step for m in client(server.uri).get_metric_history(run.info.run_id, "loss")]
+            assert sorted(steps) == list(range(25, STEPS + 1, 25))  # nothing lost, nothing twice
+            artifacts = {a.path for a in client(server.uri).list_artifacts(run.info.run_id)}
+            assert {"prediction.png", "gradients.png", "config.yaml"} <= artifacts
+        assert any((tmp_path / "server-artifacts").rglob("prediction.png"))  # stored by the server, over HTTP
+        assert not list(work.rglob("mlflow.db")) and not (work / "mlruns").exists()  # nothing scattered locally
+    finally:
+        server.stop()
+
+
+# -- the MLflow UI -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_ui_stops_its_server_on_a_signal(tmp_path, sig):
+    port = free_port()
+    ui = subprocess.Popen([*CLI, "ui", "--tracking-uri", sqlite_uri(tmp_path), "--port", str(port)], env=ENV,
+                          cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def answers():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return r.status == 200
+
+    _wait_for(answers, 90, "the MLflow UI", every=0.5)
+    family = _family(ui.pid)
+    ui.send_signal(sig)
+    assert ui.wait(timeout=30) == 128 + sig
+    _assert_all_gone(family[1:])
+    assert not [c for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+
+
+# -- refused before anything starts --------------------------------------------------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["--dry-run", "--resume"], "--dry-run and --resume cannot be used together"),
+    (["--resume", "--rerun"], "--rerun and --resume cannot be used together"),
+    (["--max-concurrent", "0"], "--max-concurrent: 0 is not in the range x>=1"),
+    (["--max-concurrent", "-3"], "--max-concurrent: -3 is not in the range x>=1"),
+])
+def test_conflicting_or_impossible_flags_are_refused(tmp_path, args, message):
+    line = one_line_error(cli("run", str(write_spec(tmp_path)), *args, cwd=tmp_path))
+    assert message in line.replace("'", ""), line
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_storage_that_is_a_file_is_refused_before_any_run(tmp_path):
+    (tmp_path / "occupied").write_text("not a folder")
+    line = one_line_error(cli("run", str(write_spec(tmp_path)), "--storage", str(tmp_path / "occupied"), cwd=tmp_path))
+    assert "--storage: " in line and "is a file" in line
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_tracking_uri_naming_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path):
+    junk = tmp_path / "notes.db"
+    junk.write_text("my notes, not a database\n")
+    line = one_line_error(cli("run", str(write_spec(tmp_path)), "--tracking-uri", f"sqlite:///{junk}", cwd=tmp_path))
+    assert "--tracking-uri: " in line and "is not an SQLite database" in line
+    assert junk.read_text() == "my notes, not a database\n"
+
+
+def test_ray_address_in_the_environment_is_the_address_and_checked(tmp_path):
+    port = free_port()  # nothing listens there
+    proc = cli("run", str(write_spec(tmp_path)), cwd=tmp_path, timeout=60,
+               env={**ENV, "RAY_ADDRESS": f"127.0.0.1:{port}"})
+    line = one_line_error(proc)
+    assert f"--address 127.0.0.1:{port}: cannot reach the Ray cluster" in line
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("changes,where", [
+    ({"resources__cpu": 4096}, "resources.cpu: 4096 CPU per trial requested, this machine has"),
+    ({"resources__gpu": 64}, "resources.gpu: 64 GPU per trial requested, but this machine has"),
+    ({"trial__device": "cuda", "resources__gpu": 0}, "cuda"),
+])
+def test_what_this_machine_cannot_run_is_refused_at_plan_time(tmp_path, changes, where):
+    sessions = set(RAY_SESSIONS.parent.glob(RAY_SESSIONS.name))
+    line = one_line_error(cli("run", str(write_spec(tmp_path, **changes)), cwd=tmp_path))
+    assert where in line, line
+    assert set(RAY_SESSIONS.parent.glob(RAY_SESSIONS.name)) == sessions  # no Ray was started
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".sobolev").exists()
