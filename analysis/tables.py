@@ -8,6 +8,7 @@ LaTeX (booktabs rules, ``\\multicolumn`` headers, no siunitx), and to CSV and Ma
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -126,13 +127,32 @@ def to_latex(table: ResultsTable, label: Optional[str] = None) -> str:
         label=label,
         clines=None,
     )
-    # a rule above the mean row
     lines = latex.splitlines()
+    for i, line in enumerate(lines):  # booktabs: a \cmidrule under each grouped (model) header
+        if "\\multicolumn" in line:
+            lines.insert(i + 1, group_rules(line))
+            break
+    # a rule above the mean row
     for i, line in enumerate(lines):
         if line.startswith(MEAN_ROW + " &"):
             lines.insert(i, "\\midrule")
             break
     return "\n".join(lines) + "\n"
+
+
+MULTICOLUMN = re.compile(r"\\multicolumn\{(\d+)\}")
+
+
+def group_rules(header: str) -> str:
+    r"""``\cmidrule(lr){a-b}`` under every ``\multicolumn`` cell of a LaTeX header row (columns counted from 1)."""
+    rules, column = [], 1
+    for cell in header.rstrip().removesuffix("\\\\").split(" & "):
+        match = MULTICOLUMN.search(cell)
+        span = int(match.group(1)) if match else 1
+        if match:
+            rules.append(f"\\cmidrule(lr){{{column}-{column + span - 1}}}")
+        column += span
+    return " ".join(rules)
 
 
 def to_frame(table: ResultsTable) -> pd.DataFrame:

@@ -23,6 +23,8 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
+from runners.tracking import TIME_PREFIX
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,10 +52,10 @@ def main() -> None:
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=10000)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     kids = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    pm = parent.data.metrics
+    pm = {k.removeprefix(TIME_PREFIX): v for k, v in parent.data.metrics.items()}
 
     def total(key: str) -> float:
-        return sum(r.data.metrics.get(key, 0.0) for r in kids)
+        return sum(r.data.metrics.get(TIME_PREFIX + key, 0.0) for r in kids)
 
     slots = max(1, min(len(kids), int(os.cpu_count() or 1)))
     train = total("train_seconds") / slots

@@ -5,6 +5,10 @@
      the autograd path's within 0.1 dB.
   2. K = 16 packed trials: trial-steps/s ≥ 8× those of K = 1 (256², val_der and val).
   3. A packed trial equals the same trial run alone (held-out PSNR within 1e-3 dB).
+  4. The paper-scale data-efficiency study (``sweeps/data_efficiency.yaml`` at 256², 50 000 steps:
+     3 images × relu / relu_pe / sine × val / val_der × factors 2, 4, 8 × 3 seeds = 162 trials) on this
+     one device, extrapolated from a timed window of steps of each of its 18 packable groups: packed
+     (K trials per pack) against one trial per process; goal: under 15 minutes packed.
 
 Prints one PASS/MISS line per goal and exits 0 (the numbers are the result, not a test).  Runs
 on a CPU too, for checking the script itself: ``--quick`` shrinks everything to seconds.
@@ -23,7 +27,7 @@ import bench_derivatives
 import bench_packing
 import torch
 from rich.console import Console
-from timing import device_name
+from timing import device_name, interleaved_medians, warm_up
 
 from sobolev.models import MLPConfig
 from sobolev.trainers import ImageRegressionConfig, PackedTrainer
@@ -31,6 +35,41 @@ from sobolev.trainers import ImageRegressionConfig, PackedTrainer
 
 def verdict(ok: bool) -> str:
     return "[green]PASS[/]" if ok else "[red]MISS[/]"
+
+
+STUDY_IMAGES = ("astronaut", "chelsea", "coffee")
+STUDY_SEEDS = 3
+STUDY_STEPS = 50_000
+STUDY_GROUPS = [(a, sup, f) for a in ("relu", "relu_pe", "sine") for sup in ("val", "val_der") for f in (2, 4, 8)]
+"""The study's packable groups: trials of one group share the network and the point count."""
+STUDY_PER_GROUP = len(STUDY_IMAGES) * STUDY_SEEDS
+
+
+def study_step(group, k: int, size: int, device: str):
+    """One training step of ``k`` trials of a study group (packed when k > 1)."""
+    activation, supervision, factor = group
+    trainers = [ImageRegressionConfig(image=STUDY_IMAGES[i % len(STUDY_IMAGES)], size=size, factor=factor,
+                                      seed=i // len(STUDY_IMAGES), steps=10**9, supervision=supervision,
+                                      model=MLPConfig(activation), device=device).setup() for i in range(k)]
+    if k == 1:
+        return trainers[0].training_step
+    pack, active = PackedTrainer(trainers), list(range(k))
+    return lambda: pack.training_step(active)
+
+
+def extrapolate_study(size: int, k_max: int, device: str, rounds: int, seconds: float):
+    """Seconds the study takes on ``device``: packed (packs of up to ``k_max``), and one trial per process; each
+    group's step time is the median of interleaved timed windows (``timing.interleaved_medians``)."""
+    k = min(k_max, STUDY_PER_GROUP)
+    fns = {}
+    for group in STUDY_GROUPS:
+        for kk in sorted({1, k}):
+            fns[(group, kk)], _ = warm_up(lambda g=group, kk=kk: study_step(g, kk, size, device), device)
+    step_seconds = interleaved_medians(fns, device, rounds, seconds)
+    packs_per_group = -(-STUDY_PER_GROUP // k)
+    packed = sum(packs_per_group * STUDY_STEPS * step_seconds[(g, k)] for g in STUDY_GROUPS)
+    solo = sum(STUDY_PER_GROUP * STUDY_STEPS * step_seconds[(g, 1)] for g in STUDY_GROUPS)
+    return packed, solo
 
 
 def main() -> None:
@@ -74,6 +113,13 @@ def main() -> None:
     packed = [r.metrics["test_psnr"] for r in PackedTrainer([c.setup() for c in configs]).fit()]
     diff = max(abs(a - b) for a, b in zip(alone, packed))
     console.print(f"goal 3: packed vs alone, largest held-out PSNR difference {diff:.2e} dB {verdict(diff < 1e-3)}")
+    # 4. the paper-scale study, extrapolated
+    study_size, k_max = (32, 3) if args.quick else (256, 9)
+    packed_s, solo_s = extrapolate_study(study_size, k_max, args.device, rounds, seconds)
+    console.print(f"goal 4: the data-efficiency study at {STUDY_STEPS} steps, {len(STUDY_GROUPS) * STUDY_PER_GROUP} "
+                  f"trials of {study_size}² on {device_name(args.device)}: packed (K={k_max}) "
+                  f"{packed_s / 60:.1f} min, one trial per process {solo_s / 60:.1f} min (goal < 15 min packed) "
+                  f"{verdict(packed_s < 15 * 60)}", soft_wrap=True)
     console.print(f"done in {time.time() - t0:.0f} s")
 
 

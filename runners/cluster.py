@@ -83,20 +83,25 @@ def connect_ray(spec: SweepSpec, trials: List[PlannedTrial], address: Optional[s
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    where = f"--address {address}" if address else "local Ray"
     if not address:
         from runners.local_ray import start_local_ray
 
-        _local_ray = start_local_ray(os.cpu_count() or 1, local_gpus(), OBJECT_STORE_BYTES)
+        try:
+            _local_ray = start_local_ray(os.cpu_count() or 1, local_gpus(), OBJECT_STORE_BYTES)
+        except RuntimeError as exc:
+            raise ConfigError(str(exc), source=where) from None
     import ray
+    from ray.exceptions import RayError
 
     if address:
         check_address(address)
     try:
         ray.init(address=address or _local_ray.address, log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+        resources = ray.cluster_resources()
+    except (ConnectionError, RuntimeError, ValueError, RayError) as exc:  # RayError: e.g. a missing auth token
         shutdown_ray()
-        raise ConfigError(f"{str(exc).splitlines()[0]}", source=f"--address {address}" if address else "local Ray")
-    resources = ray.cluster_resources()
+        raise ConfigError(f"{str(exc).strip().splitlines()[0]}", source=where) from None
     if address:
         try:
             check_target(spec, trials, resources, "the Ray cluster", spec_path)

@@ -1,59 +1,101 @@
 """The cost estimate of ``plan`` and ``run``: seconds of training per trial on this machine.
 
-A rough linear model: seconds per training point per step, measured once per supervision and
-width on a short real run, scaled by depth, points and steps, plus the final evaluation.
+A trial's step costs ``ratio · (a + b · points)`` seconds:
+  1. ``a`` (fixed per step: Python, kernel launches, Adam) and ``b`` (per training point) are measured
+     once per process on the reference network (3 × 256, 2-D input, values only) at two point counts;
+     each is the median of repeated timings, so one slow moment of a noisy machine does not set it.
+  2. ``ratio`` comes from the operation count, not from timing: derivative supervision carries the
+     input tangents through every layer (forward mode, ``sobolev/jacobian.py``), ``1 + d`` times the
+     work of the values alone for a ``d``-dimensional input; a network of width ``w`` and ``L`` hidden
+     layers does ``(w / 256)² · (L + 1) / 4`` times the reference's multiply-adds per point (the fixed
+     part grows with the layer count only).
+  3. Plus the final evaluation: the whole signal once with its derivatives.
+``run`` prints the estimate of what it launched against what happened (:class:`SweepEstimate`) and logs
+both to the parent run (``time/estimated_*``).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from typing import Dict, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 from runners.plan import PlannedTrial
+from sobolev.losses import SUPERVISIONS
 
-_CALIBRATION: Dict[Tuple[str, int], float] = {}
+REFERENCE_WIDTH, REFERENCE_LAYERS = 256, 3
+CALIBRATION_POINTS = (64, 2048)
+REPEATS = 5
+_calibration: Optional[Tuple[float, float]] = None
 
 
-def calibrate(supervision: str, hidden: int = 256, layers: int = 3, in_features: int = 2, out_features: int = 3) -> float:
-    """Seconds per training point per step on this machine, measured on a short real run."""
+def _step_seconds(points: int, steps: int = 3) -> float:
     import torch
 
-    from sobolev.jacobian import value_and_input_jacobian
-    from sobolev.losses import SUPERVISIONS
     from sobolev.models import CoordinateMLP
 
-    key = (supervision, hidden)
-    if key in _CALIBRATION:
-        return _CALIBRATION[key]
     torch.manual_seed(0)
-    model = CoordinateMLP(in_features, out_features, hidden_features=hidden, hidden_layers=layers)
+    model = CoordinateMLP(2, 3, hidden_features=REFERENCE_WIDTH, hidden_layers=REFERENCE_LAYERS)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(256, in_features)  # small: the estimate is rough, and calibrating delays the sweep
-    der = SUPERVISIONS.get(supervision).uses_derivatives
+    x = torch.rand(points, 2)
 
     def step() -> None:
         opt.zero_grad()
-        if der:
-            v, j = value_and_input_jacobian(model, x)
-            loss = v.square().mean() + j.square().mean()
-        else:
-            loss = model(x).square().mean()
-        loss.backward()
+        model(x).square().mean().backward()
         opt.step()
 
-    step()
+    step()  # warm-up
     t0 = time.perf_counter()
-    for _ in range(3):
+    for _ in range(steps):
         step()
-    _CALIBRATION[key] = (time.perf_counter() - t0) / 3 / len(x)
-    return _CALIBRATION[key]
+    return (time.perf_counter() - t0) / steps
+
+
+def calibrate() -> Tuple[float, float]:
+    """Step 1: ``(a, b)``, seconds per step and per training point per step of the reference network."""
+    global _calibration
+    if _calibration is None:
+        small, large = CALIBRATION_POINTS
+        t_small = statistics.median(_step_seconds(small) for _ in range(REPEATS))
+        t_large = statistics.median(_step_seconds(large) for _ in range(REPEATS))
+        per_point = max(t_large - t_small, 0.0) / (large - small)
+        _calibration = (max(t_small - per_point * small, 0.0), per_point)
+    return _calibration
+
+
+def work_ratio(trial: PlannedTrial) -> Tuple[float, float]:
+    """Step 2: the trial's fixed and per-point work per step relative to the reference network's."""
+    cfg = trial.config
+    tangents = 1 + trial.task.dimensions if SUPERVISIONS.get(cfg.supervision).uses_derivatives else 1
+    depth = (cfg.model.hidden_layers + 1) / (REFERENCE_LAYERS + 1)
+    width = (cfg.model.hidden_features / REFERENCE_WIDTH) ** 2
+    return tangents * depth, tangents * depth * width
 
 
 def estimate_seconds(trial: PlannedTrial) -> float:
-    """Training time of one trial at full speed on this machine (a rough linear model)."""
-    cfg = trial.config
-    per_point = calibrate(cfg.supervision, cfg.model.hidden_features)
-    scale = (cfg.model.hidden_layers + 1) / 4
-    train = per_point * scale * max(trial.points, 64) * cfg.steps
-    evals = per_point * scale * trial.samples * 3  # final prediction + Jacobian
-    return train + evals
+    """Training time of one trial at full speed on this machine (steps 1–3)."""
+    fixed, per_point = calibrate()
+    ratio_fixed, ratio_point = work_ratio(trial)
+    train = (ratio_fixed * fixed + ratio_point * per_point * trial.points) * trial.config.steps
+    evaluation = ratio_point * per_point * trial.samples * (1 + trial.task.dimensions)
+    return train + evaluation
+
+
+ORCHESTRATION_SECONDS = 1.5
+"""Per trial, outside training (worker, data, MLflow, pictures): the allowance of the wall-time estimate."""
+
+
+@dataclass(frozen=True)
+class SweepEstimate:
+    """What ``run`` expected of the trials it launched (``runners.estimate``), set against the outcome at the end."""
+
+    train_seconds: float
+    """Training summed over the trials."""
+    wall_seconds: float
+    """Wall time: training over the concurrent slots plus the orchestration allowance."""
+
+    @classmethod
+    def of(cls, trials: List[PlannedTrial], concurrent: int) -> "SweepEstimate":
+        train = sum(estimate_seconds(t) for t in trials)
+        return cls(train, (train + ORCHESTRATION_SECONDS * len(trials)) / concurrent)

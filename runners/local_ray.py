@@ -29,13 +29,17 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import deque
 from dataclasses import dataclass
-from typing import Dict
+from typing import Deque, Dict
 
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 """Ray resolves its node address to the loopback one when clusters are "not enabled"."""
 START_TIMEOUT_SECONDS = 120.0
 GRACE_SECONDS = 5.0
+STOP_TIMEOUT_SECONDS = 60.0
+SHUTDOWN_SECONDS = 30.0
+"""The keeper's own bound on ``ray.shutdown()``: past it, Ray's processes are ended directly."""
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -52,13 +56,14 @@ class LocalRay:
     address: str
 
     def stop(self) -> None:
-        """End the keeper (EOF on its stdin) and wait until it has ended Ray."""
+        """End the keeper (EOF on its stdin) and wait until it has ended Ray; a keeper that does not end in
+        time is killed with its whole session."""
         if self.process.stdin is not None and not self.process.stdin.closed:
             self.process.stdin.close()
         try:
-            self.process.wait(timeout=60)
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:  # pragma: no cover - a keeper stuck in Ray's shutdown
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
 
@@ -74,14 +79,14 @@ def start_local_ray(num_cpus: int, num_gpus: int, object_store_bytes: int) -> Lo
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, env={**os.environ, **env},
     )
+    chatter: Deque[str] = deque(maxlen=20)
+    threading.Thread(target=lambda: chatter.extend(process.stderr), daemon=True).start()  # drained, never blocking
     line = _first_line(process, START_TIMEOUT_SECONDS)
     if not line.startswith("address "):
-        process.kill()
-        process.wait()
-        detail = line[len("error "):] if line.startswith("error ") else (process.stderr.read().strip().splitlines()
-                                                                        or [f"no answer in {START_TIMEOUT_SECONDS:g} s"])[-1]
+        LocalRay(process, "").stop()  # the keeper ends what Ray had started; killed with its session if it hangs
+        detail = line[len("error "):] if line.startswith("error ") else (
+            [c.strip() for c in chatter if c.strip()] or [f"no answer in {START_TIMEOUT_SECONDS:g} s"])[-1]
         raise RuntimeError(f"the local Ray did not start: {detail}")
-    threading.Thread(target=process.stderr.read, daemon=True).start()  # drain Ray's chatter
     return LocalRay(process, line.split(" ", 1)[1])
 
 
@@ -145,6 +150,8 @@ def keep(num_cpus: int, num_gpus: int, object_store_bytes: int) -> None:
             sys.stdin.read()
         except _Stop:
             pass
+        signal.signal(signal.SIGALRM, _stop)  # a shutdown that hangs is cut short: the finally ends everything
+        signal.alarm(int(SHUTDOWN_SECONDS))
         ray.shutdown()
     except _Stop:
         pass

@@ -52,6 +52,18 @@ class PlannedTrial:
     """Channels of the signal (packing)."""
     tags: Dict[str, str] = field(default_factory=dict)
     """MLflow tags of its run besides the key (a tuned comparison's phase and arm)."""
+    dataset: Optional[Dataset] = None
+    """The data it fits (name, source, content digest): its run's MLflow dataset input."""
+    shape: Tuple[int, ...] = ()
+    """The data's sampled grid, ``(H, W)`` or ``(N,)`` (with ``channels``: the dataset input's shape)."""
+
+    def description(self) -> str:
+        """One line for its run's page: what network learns what from which data."""
+        sampling = ", ".join(f"{k} {self.axes[k]}" for k in ("factor", "ratio") if k in self.axes)
+        network = self.axes.get("activation") or getattr(getattr(self.config, "model", None), "activation", "a")
+        return (f"{network} network trained on the "
+                f"{SUPERVISIONS.get(self.config.supervision).trained_on} of {self.axes.get('dataset', '?')} "
+                f"({', '.join(filter(None, [sampling, f'seed {self.config.seed}']))})")
 
     def summary(self) -> Dict[str, Any]:
         """What a sweep records of its plan: key, name and axes (``plan.json`` of the parent run)."""
@@ -154,7 +166,7 @@ def _plan(spec: SweepSpec, spec_path: str, tuned: Optional[Dict[str, Dict[str, A
         trials.append(PlannedTrial(
             key=trial_key(task.name, config.identity(), dataset.digest),  # 4.
             name=label, task=task, axes=axes, config=config, points=task.training_points(config, info),
-            samples=info.samples, channels=info.channels,
+            samples=info.samples, channels=info.channels, dataset=dataset, shape=tuple(info.shape),
             tags={TAG_PHASE: "evaluate", TAG_ARM: arm} if tuned is not None else {},
         ))
     if not trials:

@@ -212,7 +212,8 @@ def plan_search(spec, grid_trials: Sequence[PlannedTrial], grid_datasets: Sequen
                 members.append(PlannedTrial(
                     key=trial_key(task.name, config.identity(), dataset.digest), name=f"{dataset.name}/{label}/s{seed}",
                     task=task, axes={"dataset": dataset.name, **axes, "seed": seed}, config=config,
-                    points=task.training_points(config, info), samples=info.samples, channels=info.channels))
+                    points=task.training_points(config, info), samples=info.samples, channels=info.channels,
+                    dataset=dataset, shape=tuple(info.shape)))
         if len(shapes) > 1:
             raise ConfigError("the tuning datasets of a configuration train as one batched network and must have "
                               f"one shape, got {sorted(shapes)}; set trial.size", path=("search", "datasets"))

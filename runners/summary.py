@@ -8,6 +8,7 @@ from rich.table import Table
 
 from runners.console import out
 from runners.sweep import SweepOutcome
+from runners.tracking import ui_page
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -89,11 +90,17 @@ def print_summary(outcome: SweepOutcome, spec_path: str) -> None:
                   + (f" ({search:.1f} s of it the search)" if search else "")
                   + f"; training time summed over trials {outcome.train_seconds:.1f} s ({share:.2f}× the wall time)",
                   soft_wrap=True)
+    if outcome.estimate is not None and outcome.count("FINISHED"):
+        est = outcome.estimate
+        out.print(f"the estimate against what happened: training {est.train_seconds:.1f} s estimated, "
+                  f"{outcome.train_seconds:.1f} s measured (×{outcome.train_seconds / est.train_seconds:.2f}); "
+                  f"wall time {est.wall_seconds:.1f} s estimated, {outcome.wall_seconds:.1f} s measured "
+                  f"(×{outcome.wall_seconds / est.wall_seconds:.2f})", soft_wrap=True)
     if not outcome.complete:
         out.print(f"[yellow]interrupted[/]: resume with  sobolev-sweep resume {spec_path}", soft_wrap=True)
     if outcome.tracking_uri.startswith("http"):
-        out.print(f"open {outcome.tracking_uri} in a browser")
+        out.print(f"open {ui_page(outcome.tracking_uri, outcome.experiment_id)} in a browser", soft_wrap=True)
     else:
         out.print("open the MLflow UI with:\n"
-                  f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000\n"
-                  f"  (or: sobolev-sweep ui --tracking-uri {outcome.tracking_uri})", soft_wrap=True)
+                  f"  sobolev-sweep ui --tracking-uri {outcome.tracking_uri}\n"
+                  f"  then {ui_page('http://127.0.0.1:5000', outcome.experiment_id)}", soft_wrap=True)

@@ -33,11 +33,12 @@ from runners.checkpoints import latest_checkpoints
 from runners.cluster import check_local_target, connect_ray, shutdown_ray, trial_resources
 from runners.console import console, out
 from runners.contract import PACK, PackNames, SweepTrials, TrialContext, pack_dirname, pack_keys
-from runners.estimate import estimate_seconds
+from runners.estimate import ORCHESTRATION_SECONDS, SweepEstimate, estimate_seconds
 from runners.plan import PlannedTrial, SweepPlan, pack_trials, plan_sweep
 from runners.progress import SweepProgress, fit_with_progress
 from runners.spec import SweepSpec, parse_spec_text, read_spec_text
-from runners.tracking import TAG_FAILURE, TAG_KEY, Tracker, check_reachable, diverged, resolve_tracking_uri, store_exists
+from runners.tracking import (TAG_DRIVER, TAG_FAILURE, TAG_KEY, TIME_PREFIX, Tracker, check_reachable, diverged,
+                              driver_gone, driver_identity, resolve_tracking_uri, store_exists, timing)
 from runners.tuning import record_search, recorded_searches, run_search, tuned_values
 from sobolev.config import flatten
 from sobolev.errors import ConfigError
@@ -78,6 +79,7 @@ class SweepOutcome:
     wall_seconds: float = 0.0
     train_seconds: float = 0.0
     parent_run_id: Optional[str] = None
+    experiment_id: Optional[str] = None
     tracking_uri: str = ""
     rows: List[Dict[str, Any]] = field(default_factory=list)
     phases: Dict[str, float] = field(default_factory=dict)
@@ -87,6 +89,8 @@ class SweepOutcome:
     """A tuned comparison: arm key → its search's result (``runners.tuning.search_result``)."""
     search_interrupted: bool = False
     """Interrupted while tuning: ``resume`` continues the search."""
+    estimate: Optional[SweepEstimate] = None
+    """The estimate of the trials this invocation launched."""
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.statuses.values() if s == status)
@@ -167,13 +171,27 @@ def select_todo(trials: List[PlannedTrial], finished: Dict[str, str], unfinished
     return [t for t in trials if t.key not in busy and (rerun or t.key not in done)]
 
 
-def continue_unfinished(tracker: Tracker, parent: str, todo: List[PlannedTrial], unfinished: Dict[str, Any]) -> None:
+def continue_unfinished(tracker: Tracker, parent: str, todo: List[PlannedTrial], unfinished: Dict[str, Any]
+                        ) -> List[str]:
     """Interrupted (KILLED) and failed trial runs of earlier invocations move under ``parent``: their trial goes on
-    in the same run, never in a second one."""
+    in the same run (from its latest checkpoint), never in a second one.  Returns the keys continued."""
+    continued = []
     for t in todo:
         run = unfinished.get(t.key)
-        if run is not None and not diverged(run) and run.data.tags.get("mlflow.parentRunId") != parent:
+        if run is None or diverged(run) or run.info.status == "RUNNING":
+            continue
+        if run.data.tags.get("mlflow.parentRunId") != parent:
             tracker.adopt(run.info.run_id, parent)
+        continued.append(t.key)
+    return continued
+
+
+def check_not_running(tracker: Tracker, parent: str, spec_path: str) -> None:
+    """``resume`` of an invocation whose driver is alive on this host is refused (two drivers, one parent)."""
+    run = tracker.client.get_run(parent)
+    identity = run.data.tags.get(TAG_DRIVER)
+    if run.info.status == "RUNNING" and driver_gone(identity) is False:
+        raise ConfigError(f"the sweep is still running (driver {identity}); stop it, or wait", source=spec_path)
 
 
 def concurrency(spec: SweepSpec, opts: SweepOptions, cpus: int) -> int:
@@ -223,7 +241,7 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
         f"{len(plan.trials) - todo} already FINISHED, diverged or running in {uri}, {todo} to run.\n"
         f"Estimated cost on this machine: {total_est / 60:.1f} trial-minutes of training, "
         f"about {total_est / conc / 60:.1f} min wall time with {conc} concurrent trial(s) "
-        f"(plus ~{1.5 * todo / conc / 60:.1f} min orchestration).",
+        f"(plus ~{ORCHESTRATION_SECONDS * todo / conc / 60:.1f} min orchestration).",
         soft_wrap=True,
     )
     if search_est:
@@ -331,7 +349,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     todo = select_todo(plan.trials, finished, unfinished, opts.rerun) if not to_search else []
     skipped = len(plan.trials) - len(todo) if not to_search else 0
     outcome = SweepOutcome(spec=spec, planned=len(plan.trials), skipped=skipped, tracking_uri=uri,
-                           searches=searches)
+                           searches=searches, experiment_id=exp_id)
     if not to_search and not todo:
         out.print(f"all {len(plan.trials)} trials of {spec.name!r} are already FINISHED (or diverged) in {uri}; "
                   "nothing to run (--rerun forces)", soft_wrap=True)
@@ -342,7 +360,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     try:
 
         # 5. experiment, parent run, state for resume
-        exp_id = tracker.ensure_experiment(spec.name, experiment_shape(spec))
+        exp_id = outcome.experiment_id = tracker.ensure_experiment(spec.name, experiment_shape(spec))
         invocation = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         parent = tracker.create_parent(
             exp_id,
@@ -380,10 +398,10 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
             tracker.finish(parent, "FINISHED")
             outcome.wall_seconds = time.time() - t_start
             return outcome
-        continue_unfinished(tracker, parent, todo, unfinished)
-        tuner = _new_tuner(spec, todo, ctx, root, invocation, conc)
-        estimate = sum(estimate_seconds(t) for t in todo) / conc
-        progress = SweepProgress({t.key: t.name for t in todo}, estimate, outcome.skipped)
+        continued = continue_unfinished(tracker, parent, todo, unfinished)
+        tuner = _new_tuner(spec, todo, ctx, root, invocation, conc, latest_checkpoints(root, continued))
+        outcome.estimate = SweepEstimate.of(todo, conc)
+        progress = SweepProgress({t.key: t.name for t in todo}, outcome.estimate.wall_seconds, outcome.skipped)
         t_tune = time.time()
         outcome.phases["launch"] = t_tune - t_start - outcome.phases["prepare"] - outcome.phases["ray_start"]
         completed = fit_with_progress(tuner, progress, _live(opts))
@@ -411,12 +429,15 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
         check_local_target(ran_spec, [*plan.trials, *(m for arm in plan.arms for m in arm.members)], spec_path)
     searching = state.get("phase") == "search"
     todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
-    outcome = SweepOutcome(spec=ran_spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent)
+    outcome = SweepOutcome(spec=ran_spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent,
+                           experiment_id=exp_id)
     unfinished = settle_store(tracker, exp_id)
-    resources = connect_ray(spec, [*todo, *(m for a in plan.arms for m in a.members)], opts.address, spec_path)
+    check_not_running(tracker, parent, spec_path)
+    resources = connect_ray(ran_spec, [*todo, *(m for a in plan.arms for m in a.members)], opts.address, spec_path)
     try:
         from ray import tune
 
+        tracker.set_tags(parent, {TAG_DRIVER: driver_identity()})  # this driver holds the invocation now
         tracker.client.update_run(parent, status="RUNNING")
         path = state["experiment_path"]
         ctx = _trial_context(plan.spec, uri, exp_id, parent)
@@ -428,10 +449,11 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
                 return _interrupted_search(outcome, tracker, parent, t_start)
             plan = plan_sweep(ran_spec, state["spec_path"], tuned_values(plan.arms, outcome.searches))
             if searching:
-                finished = tracker.finished_trial_keys(exp_id)
-                todo = [t for t in plan.trials if t.key not in finished]
+                todo = select_todo(plan.trials, tracker.finished_trial_keys(exp_id),
+                                   tracker.unfinished_trials(exp_id), rerun=False)
                 tracker.log_plan(parent, read_spec_text(state["spec_path"]), state["overrides"],
                                  [t.summary() for t in plan.trials])
+                _write_state(root, {**state, "phase": "evaluate", "trial_keys": [t.key for t in todo]})
             else:
                 todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
             outcome.planned = len(todo)
@@ -440,16 +462,17 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
         if not todo:
             tracker.finish(parent, "FINISHED")
             return outcome
-        continue_unfinished(tracker, parent, [t for t in todo if t.key not in done], unfinished)
-        trials = SweepTrials.of(todo, ctx, latest_checkpoints(root, [t.key for t in todo]))
+        pending = [t for t in todo if t.key not in done]
+        continue_unfinished(tracker, parent, pending, unfinished)
+        trials = SweepTrials.of(todo, ctx, latest_checkpoints(root, [t.key for t in pending]))
         if not searching and state.get("format") == STATE_FORMAT and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=_trainable(plan.spec, trials), resume_errored=True)
         else:  # no Tune state (the driver died first), or one of an older version: start the unfinished afresh
-            pending = [t for t in todo if t.key not in done]
-            conc = concurrency(spec, opts, int(resources.get("CPU", 1)))
-            tuner = _new_tuner(plan.spec, pending, ctx, root, Path(path).name, conc)
+            conc = concurrency(ran_spec, opts, int(resources.get("CPU", 1)))
+            tuner = _new_tuner(plan.spec, pending, ctx, root, Path(path).name, conc,
+                               latest_checkpoints(root, [t.key for t in pending]))
         progress = SweepProgress({t.key: t.name for t in todo}, 0.0, 0)
-        for key in done:  # finished before the interruption: counted, not re-run
+        for key in done & progress.names.keys():  # finished before the interruption: counted, not re-run
             progress.state[key] = "done"
         completed = fit_with_progress(tuner, progress, _live(opts))
         return _finish(outcome, tracker, exp_id, parent, todo, tuner, completed, t_start)
@@ -466,7 +489,7 @@ def _interrupted_search(outcome: SweepOutcome, tracker: Tracker, parent: str, t_
 
 
 def _new_tuner(spec: SweepSpec, trials: List[PlannedTrial], ctx: TrialContext, root: Path, name: str,
-               concurrent: int):
+               concurrent: int, checkpoints: Optional[Dict[str, str]] = None):
     """A Tuner over ``trials`` (a grid of packs of planned trials, ``run.pack`` each), resumable from ``root / name``."""
     from ray import tune
 
@@ -474,7 +497,7 @@ def _new_tuner(spec: SweepSpec, trials: List[PlannedTrial], ctx: TrialContext, r
 
     packs = [[t.key for t in pack] for pack in pack_trials(trials, spec.run.pack)]
     return tune.Tuner(
-        _trainable(spec, SweepTrials.of(trials, ctx, latest_checkpoints(root, [t.key for t in trials]))),
+        _trainable(spec, SweepTrials.of(trials, ctx, checkpoints)),
         param_space={PACK: tune.grid_search(packs)},
         tune_config=tune.TuneConfig(
             reuse_actors=True,
@@ -540,11 +563,11 @@ def _finish(outcome: SweepOutcome, tracker: Tracker, exp_id: str, parent: str, t
         outcome.rows.append({
             **{f"axis.{k}": v for k, v in t.axes.items()},
             "trial": t.name, "status": status, "test_psnr": metrics.get("test_psnr"),
-            "test_ssim": metrics.get("test_ssim"), "train_seconds": metrics.get("train_seconds"),
+            "test_ssim": metrics.get("test_ssim"), "train_seconds": metrics.get(TIME_PREFIX + "train_seconds"),
             "failure": run.data.tags.get(TAG_FAILURE, errors.get(t.key, "")),
         })
         if status == "FINISHED":
-            outcome.train_seconds += float(metrics.get("train_seconds", 0.0))
+            outcome.train_seconds += float(metrics.get(TIME_PREFIX + "train_seconds", 0.0))
     outcome.wall_seconds = time.time() - t_start
     outcome.phases["collect"] = time.time() - t_collect
     if outcome.complete:
@@ -554,8 +577,10 @@ def _finish(outcome: SweepOutcome, tracker: Tracker, exp_id: str, parent: str, t
     tracker.log_metrics(parent, [{
         "step": 0, "trials_finished": outcome.count("FINISHED"), "trials_failed": outcome.count("FAILED"),
         "trials_interrupted": outcome.count("INTERRUPTED") + outcome.count("PENDING"),
-        "wall_seconds": outcome.wall_seconds, "train_seconds_sum": outcome.train_seconds,
-        **{f"{phase}_seconds": v for phase, v in outcome.phases.items()},
+        **timing({"wall_seconds": outcome.wall_seconds, "train_seconds_sum": outcome.train_seconds,
+                  **({"estimated_train_seconds": outcome.estimate.train_seconds,
+                      "estimated_wall_seconds": outcome.estimate.wall_seconds} if outcome.estimate else {}),
+                  **{f"{phase}_seconds": v for phase, v in outcome.phases.items()}}),
     }], int(time.time() * 1000))
     tracker.finish(parent, parent_status)
     return outcome

@@ -48,6 +48,15 @@ TAG_DRIVER = "sobolev.driver"
 TAG_INTERRUPTED = "sobolev.interrupted"
 """A run ended KILLED by reconciliation: why (its driver was gone)."""
 PARENT = "mlflow.parentRunId"
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+"""MLflow 3's UI opens an experiment in its model-training view (runs, metrics, images) with this tag, rather than
+its GenAI view (traces, prompts)."""
+DESCRIPTION = "mlflow.note.content"
+"""A run's description, shown by MLflow's UI on the run page."""
+TRAINING_VIEW = "workflowType=machine_learning"
+"""The UI's query that selects its model-training view (the sidebar's toggle; the GenAI view is its default)."""
+TIME_PREFIX = "time/"
+"""Bookkeeping metrics (seconds, steps per second) are named ``time/…``: the UI groups them apart from the science."""
 SPEC_ARTIFACT = "spec.yaml"
 PLAN_ARTIFACT = "plan.json"
 
@@ -55,6 +64,17 @@ PLAN_ARTIFACT = "plan.json"
 def diverged(run) -> bool:
     """A run that ended FAILED because its loss diverged: deterministic, never trained again."""
     return run.info.status == "FAILED" and run.data.tags.get(TAG_DIVERGED) == "true"
+
+
+def ui_page(base: str, experiment_id: Optional[str] = None) -> str:
+    """The UI's address of the experiments (or of one experiment's runs) in its model-training view."""
+    page = f"experiments/{experiment_id}/runs" if experiment_id else "experiments"
+    return f"{base.rstrip('/')}/#/{page}?{TRAINING_VIEW}"
+
+
+def timing(metrics: Dict[str, float]) -> Dict[str, float]:
+    """Bookkeeping metrics under :data:`TIME_PREFIX`."""
+    return {f"{TIME_PREFIX}{k}": v for k, v in metrics.items()}
 
 
 def driver_identity() -> str:
@@ -108,11 +128,14 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise ConfigError(f"tracking URI {uri!r}: folder {db.parent} does not exist")
         if db.is_dir():
             raise ConfigError(f"tracking URI {uri!r}: {db} is a folder, not an SQLite database file")
-        if db.exists() and db.stat().st_size:
-            with db.open("rb") as fh:
-                if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-                    raise ConfigError(f"tracking URI {uri!r}: {db} is not an SQLite database (an MLflow store "
-                                      "is sqlite:///path/to/mlflow.db or http://host:port)")
+        try:
+            if db.exists() and db.stat().st_size:
+                with db.open("rb") as fh:
+                    if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                        raise ConfigError(f"tracking URI {uri!r}: {db} is not an SQLite database (an MLflow store "
+                                          "is sqlite:///path/to/mlflow.db or http://host:port)")
+        except OSError as exc:
+            raise ConfigError(f"tracking URI {uri!r}: cannot read {db}: {exc.strerror or exc}") from None
         return
     try:
         with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as resp:
@@ -180,14 +203,18 @@ class Tracker:
         return exp.experiment_id
 
     def ensure_experiment(self, name: str, shape: Dict[str, Any]) -> str:
+        """The sweep's experiment, made if missing, marked as model training (:data:`EXPERIMENT_KIND`)."""
         exp_id = self.check_shape(name, shape)
-        if exp_id is not None:
-            return exp_id
-        return self.client.create_experiment(
-            name,
-            artifact_location=artifact_location(self.uri, name),
-            tags={TAG_SHAPE: json.dumps(shape, sort_keys=True), TAG_KIND: "sweep"},
-        )
+        if exp_id is None:
+            return self.client.create_experiment(
+                name,
+                artifact_location=artifact_location(self.uri, name),
+                tags={TAG_SHAPE: json.dumps(shape, sort_keys=True), TAG_KIND: "sweep", **EXPERIMENT_KIND},
+            )
+        for key, value in EXPERIMENT_KIND.items():  # an experiment made by an earlier version
+            if self.get_experiment(name).tags.get(key) != value:
+                self.client.set_experiment_tag(exp_id, key, value)
+        return exp_id
 
     # -- runs -------------------------------------------------------------------------------
     def search(self, exp_id: str, filter_string: str = "") -> List[Any]:
@@ -295,6 +322,29 @@ class Tracker:
         )
         self.log_params(run.info.run_id, params)
         return run, True
+
+    def log_dataset(self, run_id: str, trial) -> None:
+        """The data a trial fits as the run's MLflow dataset input (the runs table's Dataset column): its name,
+        content digest, source and shape."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        data = trial.dataset
+        if data is None:
+            return
+        shape = [*trial.shape, trial.channels]
+        dataset = Dataset(name=data.name, digest=data.digest.removeprefix("builtin:")[:36],
+                          source_type="builtin" if data.digest.startswith("builtin:") else "local",
+                          source=json.dumps({"uri": data.source}),
+                          schema=json.dumps({"mlflow_tensorspec": {"features": json.dumps(
+                              [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": shape}}]),
+                              "targets": None}}),
+                          profile=json.dumps({"shape": shape, "samples": trial.samples}))
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context",
+                                                                                        "training")])])
+
+    def log_picture(self, run_id: str, key: str, picture, step: int) -> None:
+        """A uint8 picture as an MLflow image at ``step`` (``mlflow.log_image``: the UI's image view)."""
+        self.client.log_image(run_id, picture, key=key, step=step)
 
     def log_params(self, run_id: str, params: Dict[str, Any]) -> None:
         from mlflow.entities import Param

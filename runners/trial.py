@@ -33,8 +33,10 @@ import yaml
 from runners.checkpoints import report_with_checkpoint, restore_members
 from runners.contract import SweepTrials, TrialContext
 from runners.plan import PlannedTrial
-from runners.tracking import TAG_DIVERGED, TAG_FAILURE, Tracker, diverged
+from runners.tracking import DESCRIPTION, TAG_DIVERGED, TAG_FAILURE, Tracker, diverged, timing
 
+PREVIEW_KEY = "prediction"
+"""The MLflow image key of the predictions logged at every evaluation."""
 FAIL_ONCE_AT_STEP = "SOBOLEV_TEST_FAIL_ONCE_AT_STEP"
 """Test-only fault injection (tests/README.md): every Tune trial raises once on reaching this step."""
 FAILURE_MARKER = "injected_failure_done"
@@ -122,6 +124,9 @@ class TrialPack:
             run, created = self.tracker.open_child(self.ctx.experiment_id, self.ctx.parent_run_id, t.key,
                                                    t.name, trial_params(t), {**tags, **t.tags})
             self.run_ids[t.key] = run.info.run_id
+            if created:
+                self.tracker.set_tags(run.info.run_id, {DESCRIPTION: t.description()})
+                self.tracker.log_dataset(run.info.run_id, t)
             if run.info.status == "FINISHED":
                 self.finished.append(t.key)
                 self._observe(t, run.data.metrics)
@@ -164,6 +169,7 @@ class TrialPack:
 
         for ev in events:
             self.logs[group[ev.index]].add(ev.progress.metrics)
+            self._log_preview(group[ev.index], ev.progress)
         if all(ev.progress.final for ev in events):
             return
         self.step = max(ev.progress.step for ev in events)
@@ -198,21 +204,31 @@ class TrialPack:
             self.tracker.finish(run_id, "FAILED")
             self.failed.append(t.key)
             return
-        final = {**outcome.metrics, "train_seconds": outcome.train_seconds,
-                 "steps_per_second": outcome.steps_per_second, "setup_seconds": self.setup_seconds,
-                 "report_seconds": self.report_seconds,
-                 "eval_seconds": outcome.eval_seconds}
+        final = {**outcome.metrics, **timing({
+            "train_seconds": outcome.train_seconds, "steps_per_second": outcome.steps_per_second,
+            "setup_seconds": self.setup_seconds, "report_seconds": self.report_seconds,
+            "eval_seconds": outcome.eval_seconds})}
         with tempfile.TemporaryDirectory() as d:
             t.task.save_artifacts(outcome, Path(d))
             (Path(d) / "config.yaml").write_text(yaml.safe_dump(
                 {"trial_key": t.key, "task": t.task.name, "axes": t.axes, "config": t.config.model_dump(mode="json")},
                 sort_keys=False))
             self.tracker.client.log_artifacts(run_id, d)
-        final["finish_seconds"] = time.perf_counter() - t0  # final evaluation excluded: artifacts and MLflow
+        final.update(timing({"finish_seconds": time.perf_counter() - t0}))  # artifacts and MLflow (not evaluation)
         self.tracker.log_metrics(run_id, [{"step": outcome.steps, **final}], int(time.time() * 1000))
         self.tracker.finish(run_id, "FINISHED")
         self.finished.append(t.key)
         self._observe(t, final)
+
+    def _log_preview(self, index: int, progress) -> None:
+        """At an evaluation step (not logged before, e.g. by the run of an earlier attempt): the prediction's
+        preview as an MLflow image at that step (the UI compares runs' images and scrubs through steps)."""
+        evaluation = progress.trainer.last_evaluation
+        if evaluation is None or progress.step <= self.logs[index].after_step or "test_psnr" not in progress.metrics:
+            return
+        picture = self.todo[index].task.preview(evaluation)
+        if picture is not None:
+            self.tracker.log_picture(self.run_ids[self.todo[index].key], PREVIEW_KEY, picture, progress.step)
 
     def flush(self) -> None:
         for log in self.logs:

@@ -1,7 +1,7 @@
 """``sobolev-sweep ui``: the MLflow UI on a store, on 127.0.0.1, stopped with everything it started.
 
 ``mlflow ui`` runs a server with worker processes.  It is started in its own process group, and
-SIGTERM or SIGINT to ``sobolev-sweep ui`` ends that whole group (SIGTERM, then SIGKILL after a
+SIGTERM, SIGINT or SIGHUP (a closed terminal) to ``sobolev-sweep ui`` ends that whole group (SIGTERM, then SIGKILL after a
 grace period): nothing is left listening after the command has ended.
 """
 
@@ -26,7 +26,10 @@ def serve_ui(tracking_uri: str, port: int) -> int:
     """Run ``mlflow ui`` until it exits or this process is told to stop; returns the exit code."""
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1",
            "--port", str(port)]
+    from runners.tracking import ui_page
+
     print(" ".join(cmd[1:]).replace("-m mlflow", "mlflow"), file=sys.stderr, flush=True)
+    print(f"open {ui_page(f'http://127.0.0.1:{port}')}  (the model-training view)", file=sys.stderr, flush=True)
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
     stopped = []
@@ -35,7 +38,7 @@ def serve_ui(tracking_uri: str, port: int) -> int:
         stopped.append(signum)
         _signal_group(server.pid, signal.SIGTERM)
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         code = server.wait()
         if stopped:

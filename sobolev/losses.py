@@ -67,6 +67,12 @@ class Supervision:
     weighted: bool = False
     """``lambda_der`` changes the loss (only when both terms are trained on)."""
 
+    @property
+    def trained_on(self) -> str:
+        """``values``, ``derivatives`` or ``values and derivatives``."""
+        return " and ".join(part for part, used in (("values", self.uses_values),
+                                                    ("derivatives", self.uses_derivatives)) if used)
+
 
 SUPERVISIONS: Registry[Supervision] = Registry("supervision")
 SUPERVISIONS.register("val")(Supervision("val", True, False, lambda v, d, lam: v))

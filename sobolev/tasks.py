@@ -50,6 +50,21 @@ class SignalInfo:
         return int(np.prod(self.shape))
 
 
+PREVIEW_SIDE = 256
+"""The longest side of a :meth:`Task.preview`."""
+
+
+def shrink(picture: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
+    """``picture`` (uint8) scaled down to at most ``side`` pixels a side (kept as is when smaller)."""
+    from PIL import Image
+
+    if max(picture.shape[:2]) <= side:
+        return picture
+    image = Image.fromarray(picture)
+    image.thumbnail((side, side), Image.Resampling.BOX)
+    return np.asarray(image)
+
+
 def file_digest(path: str | Path) -> str:
     """SHA-256 of a file's content, first 16 hex digits."""
     h = hashlib.sha256()
@@ -97,6 +112,11 @@ class Task:
     def save_artifacts(self, result: Any, out_dir: Path) -> List[Path]:  # pragma: no cover - abstract
         """The pictures (and sounds) of a finished trial, written into ``out_dir``."""
         raise NotImplementedError
+
+    def preview(self, result: Any) -> Optional[np.ndarray]:
+        """A small picture of a prediction (``(H, W[, 3])`` uint8, at most :data:`PREVIEW_SIDE` a side), logged at
+        every evaluation so the UI can compare runs and scrub through steps; None for tasks without one."""
+        return None
 
     def reference_picture(self, config: Any) -> Optional[np.ndarray]:
         """The ground truth a report shows beside the predictions (``(H, W[, 3])`` uint8), or None

@@ -123,6 +123,9 @@ def test_latex_bolds_the_best_cell_marks_the_missing_one_and_has_booktabs(report
                   "val\\_der", "\\caption{Sweep known: held-out PSNR (dB) at factor 4, mean $\\pm$ std over 3 seeds"):
         assert token in tex, token
     assert "siunitx" not in tex and "\\num{" not in tex
+    lines = tex.splitlines()
+    header = next(i for i, line in enumerate(lines) if "\\multicolumn" in line)
+    assert lines[header + 1] == "\\cmidrule(lr){2-3} \\cmidrule(lr){4-5}"  # a rule under each model's columns
     rows = {line.split(" & ")[0]: line for line in tex.splitlines() if " & " in line and "\\\\" in line}
     mean, std, _ = cell_stats("alpha", "sine", "val_der")
     assert f"\\textbf{{{mean:.2f} $\\pm$ {std:.2f}}}" in rows["alpha"]  # the best of its row

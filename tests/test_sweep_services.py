@@ -1,17 +1,13 @@
-"""The sweep against real services: a two-node Ray cluster, the MLflow UI (an `mlflow server` over HTTP, and its
-outage, are in test_faults.py)."""
+"""The sweep on a real two-node Ray cluster (an `mlflow server` over HTTP and its outage are in test_faults.py, the
+MLflow UI in a browser in test_ui_browser.py)."""
 
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.sweep_helpers import ENV, children, cli, client, free_port, runs, write_spec
+from tests.sweep_helpers import ENV, children, cli, free_port, runs, write_spec
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).parent / "ray")
@@ -42,27 +38,3 @@ def test_smoke_sweep_runs_on_both_nodes_of_a_cluster(tmp_path, two_node_cluster)
     assert [r.info.status for r in kids] == ["FINISHED", "FINISHED"]
     nodes = {r.data.tags["sobolev.node_ip"] for r in kids}
     assert len(nodes) == 2 and "127.0.0.2" in nodes  # one trial on each node (1 CPU per node)
-
-
-def test_ui_serves_the_configured_store_on_loopback(tmp_path):
-    from tests.sweep_helpers import CLI
-
-    port = free_port()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client(uri).create_experiment("seen-in-ui")
-    ui = subprocess.Popen([*CLI, "ui", "--tracking-uri", uri, "--port", str(port)], env=ENV, cwd=tmp_path,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert time.time() < deadline and ui.poll() is None, "mlflow ui did not come up"
-                time.sleep(0.5)
-        assert [e.name for e in client(f"http://127.0.0.1:{port}").search_experiments()].count("seen-in-ui") == 1
-    finally:
-        os.killpg(ui.pid, signal.SIGTERM)
-        ui.wait(timeout=30)

@@ -135,6 +135,8 @@ class RegressionTrainer:
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.history: List[Dict[str, float]] = []
+        self.last_evaluation: Optional[TrialResult] = None
+        """The latest periodic evaluation (``eval_every``): its metrics and prediction (no derivatives)."""
         seed_everything(config.seed)
         self.setup()  # subclass: data, targets, model (seeded)
         if self.device.type == "cpu":  # Gauss and WIRE underflow into denormals, 10-50x slower unless flushed
@@ -276,7 +278,8 @@ class RegressionTrainer:
             record = {"step": float(self.step), **losses}
             if eval_every and (self.step % eval_every == 0 or self.step == total):
                 t0 = time.perf_counter()
-                record.update(self.evaluate(with_gradients=False).metrics)
+                self.last_evaluation = self.evaluate(with_gradients=False)
+                record.update(self.last_evaluation.metrics)
                 self.eval_seconds += time.perf_counter() - t0
             self.history.append(record)
             if callback is not None and self.step < total:

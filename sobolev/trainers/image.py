@@ -27,7 +27,7 @@ from sobolev.finite_differences import finite_difference_gradient
 from sobolev.metrics import SSIM_WINDOW, cropped_ssim, image_metrics, luma, psnr, to_unit_range
 from sobolev.models import AffineCoordinates
 from sobolev.sampling import Sampling
-from sobolev.tasks import TASKS, Dataset, SignalInfo, Task, file_digest
+from sobolev.tasks import TASKS, Dataset, SignalInfo, Task, file_digest, shrink
 from sobolev.trainers.base import RegressionTrainer
 from sobolev.trainers.config import RegressionConfig
 
@@ -189,6 +189,9 @@ class ImageTask(Task):
         from sobolev.visualize import save_image_artifacts
 
         return list(save_image_artifacts(result, out_dir).values())
+
+    def preview(self, result) -> Optional[np.ndarray]:
+        return shrink(_uint8(result.prediction.detach().cpu()))
 
     def reference_picture(self, config: ImageRegressionConfig) -> Optional[np.ndarray]:
         return _uint8(load_image(config.image, config.size, config.grayscale).pixels)

@@ -33,7 +33,7 @@ from sobolev.rendering.llff import load_llff, scene_images_tensor
 from sobolev.rendering.rays import ndc_rays, pixel_rays
 from sobolev.rendering.scenes import BUILTIN_SCENES, resolve_scene
 from sobolev.rendering.volume import render_rays, sample_depths
-from sobolev.tasks import TASKS, Dataset, SignalInfo, Task, file_digest
+from sobolev.tasks import TASKS, Dataset, SignalInfo, Task, file_digest, shrink
 from sobolev.trainers.base import RegressionTrainer, TrialResult
 from sobolev.trainers.config import RegressionConfig
 
@@ -279,6 +279,11 @@ class NerfTask(Task):
     def training_points(self, config: NerfConfig, info: SignalInfo) -> int:
         """Samples along the rays of one step: the network sees ``rays × samples`` points."""
         return config.rays * config.samples
+
+    def preview(self, result) -> Optional[np.ndarray]:
+        """The first held-out view as rendered."""
+        view = result.prediction[0].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()  # (3, H, W) → (H, W, 3)
+        return shrink((view * 255.0).round().astype(np.uint8))
 
     def save_artifacts(self, result, out_dir: Path) -> List[Path]:
         from sobolev.visualize import save_nerf_artifacts
