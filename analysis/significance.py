@@ -81,11 +81,16 @@ def hierarchical_bootstrap(diff: pd.Series, draws: int = BOOTSTRAP, seed: int = 
     if len(groups) < 2:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(groups), size=(draws, len(groups)))
-    stats_ = np.empty(draws)
-    for d in range(draws):
-        means = [groups[g][rng.integers(0, len(groups[g]), len(groups[g]))].mean() for g in picks[d]]
-        stats_[d] = np.mean(means)
+    picks = rng.integers(0, len(groups), size=(draws, len(groups)))  # (draws, G): datasets drawn
+    sizes = np.array([len(g) for g in groups])
+    padded = np.zeros((len(groups), sizes.max()))  # (G, S): a dataset's seeds, padded
+    for i, g in enumerate(groups):
+        padded[i, : len(g)] = g
+    n = sizes[picks][..., None]  # (draws, G, 1): seeds of each drawn dataset
+    seeds = np.minimum((rng.random((draws, len(groups), sizes.max())) * n).astype(int), n - 1)  # (draws, G, S)
+    valid = np.arange(sizes.max()) < n  # a draw of n seeds uses the first n slots
+    values = np.where(valid, padded[picks[..., None], seeds], 0.0)
+    stats_ = (values.sum(-1) / n[..., 0]).mean(-1)  # (draws,): mean over datasets of their seed means
     low, high = np.percentile(stats_, [2.5, 97.5])
     return float(low), float(high)
 
