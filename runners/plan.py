@@ -80,6 +80,15 @@ class SweepPlan:
     arms: List[Any] = field(default_factory=list)
     """The arms of ``spec.search`` (``runners.search.Arm``), planned over these (untuned) trials."""
 
+    def every_trial(self) -> List[PlannedTrial]:
+        """The trials and every arm's tuning members: everything the sweep may train."""
+        return [*self.trials, *searched_members(self.arms)]
+
+
+def searched_members(arms: List[Any]) -> List[PlannedTrial]:
+    """The tuning members of ``arms`` (each trains on the tuning data × search seeds)."""
+    return [m for arm in arms for m in arm.members]
+
 
 def trial_key(task: str, identity: Dict[str, Any], data_digest: str) -> str:
     """Stable hash of everything that determines a trial's result.

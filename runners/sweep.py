@@ -34,7 +34,7 @@ from runners.cluster import check_local_target, connect_ray, shutdown_ray, trial
 from runners.console import console, out
 from runners.contract import PACK, PackNames, SweepTrials, TrialContext, pack_dirname, pack_keys
 from runners.estimate import ORCHESTRATION_SECONDS, SweepEstimate, estimate_seconds
-from runners.plan import PlannedTrial, SweepPlan, pack_trials, plan_sweep
+from runners.plan import PlannedTrial, SweepPlan, pack_trials, plan_sweep, searched_members
 from runners.progress import SweepProgress, fit_with_progress
 from runners.spec import SweepSpec, parse_spec_text, read_spec_text
 from runners.tracking import (TAG_DRIVER, TAG_FAILURE, TAG_KEY, TIME_PREFIX, Tracker, check_reachable, diverged,
@@ -120,7 +120,7 @@ def prepare(spec_path: str, opts: SweepOptions):
     spec = parse_spec_text(text, spec_path, opts.overrides)
     plan = plan_sweep(spec, spec_path)
     if not opts.address:
-        check_local_target(spec, [*plan.trials, *(m for arm in plan.arms for m in arm.members)], spec_path)
+        check_local_target(spec, plan.every_trial(), spec_path)
     check_storage(storage_root(opts, spec))
     try:
         uri = resolve_tracking_uri(opts.tracking_uri)
@@ -355,7 +355,7 @@ def run_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
                   "nothing to run (--rerun forces)", soft_wrap=True)
         return outcome
     outcome.phases["prepare"] = time.time() - t_start
-    resources = connect_ray(spec, [*todo, *(m for a in to_search for m in a.members)], opts.address, spec_path)
+    resources = connect_ray(spec, [*todo, *searched_members(to_search)], opts.address, spec_path)
     outcome.phases["ray_start"] = time.time() - t_start - outcome.phases["prepare"]
     try:
 
@@ -426,14 +426,14 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
     ran_spec = parse_spec_text(read_spec_text(state["spec_path"]), state["spec_path"], state["overrides"])
     plan = plan_sweep(ran_spec, state["spec_path"])
     if not opts.address:
-        check_local_target(ran_spec, [*plan.trials, *(m for arm in plan.arms for m in arm.members)], spec_path)
+        check_local_target(ran_spec, plan.every_trial(), spec_path)
     searching = state.get("phase") == "search"
     todo = [t for t in plan.trials if t.key in set(state["trial_keys"])]
     outcome = SweepOutcome(spec=ran_spec, planned=len(todo), skipped=0, tracking_uri=uri, parent_run_id=parent,
                            experiment_id=exp_id)
     unfinished = settle_store(tracker, exp_id)
     check_not_running(tracker, parent, spec_path)
-    resources = connect_ray(ran_spec, [*todo, *(m for a in plan.arms for m in a.members)], opts.address, spec_path)
+    resources = connect_ray(ran_spec, [*todo, *searched_members(plan.arms)], opts.address, spec_path)
     try:
         from ray import tune
 
