@@ -77,7 +77,7 @@ def start_local_ray(num_cpus: int, num_gpus: int, object_store_bytes: int) -> Lo
     process = subprocess.Popen(
         [sys.executable, "-m", "runners.local_ray", str(num_cpus), str(num_gpus), str(object_store_bytes)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, env={**os.environ, **env},
+        start_new_session=True,  # inherits the environment set above
     )
     chatter: Deque[str] = deque(maxlen=20)
     threading.Thread(target=lambda: chatter.extend(process.stderr), daemon=True).start()  # drained, never blocking

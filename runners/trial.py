@@ -224,8 +224,8 @@ class TrialPack:
         """At an evaluation step (not logged before, e.g. by the run of an earlier attempt): the prediction's
         preview as an MLflow image at that step (the UI compares runs' images and scrubs through steps)."""
         evaluation = progress.trainer.last_evaluation
-        if evaluation is None or progress.step <= self.logs[index].after_step or "test_psnr" not in progress.metrics:
-            return
+        if evaluation is None or evaluation.steps != progress.step or progress.step <= self.logs[index].after_step:
+            return  # no evaluation at this step (it is the evaluation's own step count), or logged before
         picture = self.todo[index].task.preview(evaluation)
         if picture is not None:
             self.tracker.log_picture(self.run_ids[self.todo[index].key], PREVIEW_KEY, picture, progress.step)
