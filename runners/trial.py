@@ -39,7 +39,6 @@ PREVIEW_KEY = "prediction"
 """The MLflow image key of the predictions logged at every evaluation."""
 FAIL_ONCE_AT_STEP = "SOBOLEV_TEST_FAIL_ONCE_AT_STEP"
 """Test-only fault injection (tests/README.md): every Tune trial raises once on reaching this step."""
-FAILURE_MARKER = "injected_failure_done"
 
 
 class InjectedFailure(RuntimeError):
@@ -49,6 +48,13 @@ class InjectedFailure(RuntimeError):
 def _injected_failure_step() -> Optional[int]:
     value = os.environ.get(FAIL_ONCE_AT_STEP)
     return int(value) if value else None
+
+
+def _injected_failure_marker(run_id: str) -> Path:
+    """The file that keeps the injected failure to once: named by the pack's first MLflow run, which a retry
+    reopens (not by Tune's trial folder: a restarted trial is handed the staging folder or, on a reused
+    actor, the working folder, so a marker there is not always seen again)."""
+    return Path(tempfile.gettempdir()) / "sobolev-injected-failures" / run_id
 
 
 def trial_params(trial: PlannedTrial) -> Dict[str, str]:
@@ -88,9 +94,8 @@ def sobolev_trial(config: Dict[str, Any], sweep: SweepTrials) -> None:
         tune.report({**pack.summary(), "already_finished": 1})
         return
     pack.build(tune.get_checkpoint(), sweep.checkpoints)
-    trial_dir = Path(tune.get_context().get_trial_dir() or tempfile.gettempdir())
     try:
-        pack.fit(trial_dir)
+        pack.fit()
     except BaseException:
         pack.flush()  # the runs stay RUNNING: Tune retries the pack from its last checkpoint
         raise
@@ -148,23 +153,23 @@ class TrialPack:
         self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], self.logged_step[t.key]) for t in self.todo]
         self.step = self.last["report"] = self.last["checkpoint"] = min(tr.step for tr in self.trainers)
 
-    def fit(self, trial_dir: Path) -> None:
+    def fit(self) -> None:
         from sobolev.trainers.packed import PackedTrainer, split_into_packs
 
         for group in split_into_packs(self.trainers):
             trainer = PackedTrainer([self.trainers[i] for i in group])
-            trainer.fit(lambda events, g=group: self.on_progress(g, events, trial_dir),
+            trainer.fit(lambda events, g=group: self.on_progress(g, events),
                         lambda j, outcome, g=group: self.on_end(g[j], outcome))
 
     # 3. report / checkpoint through the trainers' callback hook
-    def on_progress(self, group: List[int], events, trial_dir: Path) -> None:
+    def on_progress(self, group: List[int], events) -> None:
         t0 = time.perf_counter()
         try:
-            self._report(group, events, trial_dir)
+            self._report(group, events)
         finally:
             self.report_seconds += (time.perf_counter() - t0) / len(self.todo)  # each member's share
 
-    def _report(self, group: List[int], events, trial_dir: Path) -> None:
+    def _report(self, group: List[int], events) -> None:
         from ray import tune
 
         for ev in events:
@@ -174,8 +179,10 @@ class TrialPack:
             return
         self.step = max(ev.progress.step for ev in events)
         fail_at = _injected_failure_step()
-        if fail_at and self.step >= fail_at and not (trial_dir / FAILURE_MARKER).exists():
-            (trial_dir / FAILURE_MARKER).write_text(str(self.step))
+        marker = _injected_failure_marker(self.run_ids[self.members[0].key]) if fail_at else None
+        if marker is not None and self.step >= fail_at and not marker.exists():
+            marker.parent.mkdir(exist_ok=True)
+            marker.write_text(str(self.step))
             self.flush()
             raise InjectedFailure(f"injected failure at step {self.step}")
         if self.step - self.last["report"] < self.ctx.report_every:

@@ -7,9 +7,12 @@ Algorithm (``run_search``, for each arm in turn):
   2. Otherwise a Tuner over the arm's space: Optuna's TPE (``OptunaSearch``, seeded) or random search,
      ASHA (``ASHAScheduler`` on the reported ``step``, up to the arm's own steps) if the spec asks,
      ``samples`` configurations, each a ``runners.search_trial.tuning_trial``.  A resume restores the
-     interrupted arm's Tuner (the searcher's state included); without Tune state the searcher is
-     rebuilt from the configurations MLflow already holds (Optuna is told their objectives) and
-     searches the rest of the budget.
+     interrupted arm's Tuner (the searcher's state included) when Tune's state is whole
+     (``tune_state_is_whole``).  Otherwise (no Tune state, or a driver killed between Tune's write of its
+     experiment state and its searcher's) the incomplete state is set aside, and the searcher is rebuilt
+     from the configurations MLflow already holds (Optuna is told their objectives) and searches the rest
+     of the budget, its seed moved on by the budget spent so that it does not draw those again; a
+     configuration that was running stays KILLED in MLflow.
   3. The arm's best configuration: the highest final objective among the configurations that trained
      every step (ASHA's survivors; all of them without ASHA; should ASHA have stopped every one, among
      all), read from MLflow and recorded on the parent run.  If every configuration failed, the arm is
@@ -116,7 +119,7 @@ def search_tuner(arm: Arm, spec, ctx: TrialContext, storage: Path, name: str, co
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        algorithm = OptunaSearch(seed=search.seed, points_to_evaluate=[nest(sampled_values(r, arm)) for r in done]
+        algorithm = OptunaSearch(seed=search.seed + spent, points_to_evaluate=[nest(sampled_values(r, arm)) for r in done]
                                  or None, evaluated_rewards=[r.data.metrics["objective"] for r in done] or None)
     else:  # a rebuilt random search draws on from where the spent budget left the stream
         algorithm = BasicVariantGenerator(random_state=search.seed + spent)
@@ -138,11 +141,48 @@ def search_tuner(arm: Arm, spec, ctx: TrialContext, storage: Path, name: str, co
 
 
 def restore_tuner(arm: Arm, spec, ctx: TrialContext, path: Path):
-    """A resume's Tuner of an interrupted arm: Tune's own state, the searcher's included."""
+    """A resume's Tuner of an interrupted arm: Tune's own state, the searcher's included.  The search space is
+    given again: Tune writes its experiment state before the searcher's, so a driver killed between the two
+    leaves a searcher with no space to sample from (its saved state, where there is one, replaces it)."""
     from ray import tune
 
-    return tune.Tuner.restore(str(path), trainable=_trainable(arm, spec, ctx), resume_errored=False,
-                              resume_unfinished=True)
+    return tune.Tuner.restore(str(path), trainable=_trainable(arm, spec, ctx), param_space=arm.param_space(),
+                              resume_errored=False, resume_unfinished=True)
+
+
+def tune_state_is_whole(path: Path) -> bool:
+    """Whether Tune can restore the search in ``path``: its newest experiment state has the searcher state
+    saved with it, and (Optuna) that searcher suggested every configuration the experiment state holds.
+    Tune writes the experiment state first and the searcher's after it, so a driver killed between the two
+    leaves trials the searcher never heard of (restoring them fails in the searcher).  Anything unreadable
+    counts as not whole: the search is then rebuilt from MLflow, which is the truth."""
+    import pickle
+
+    states = sorted(path.glob("experiment_state-*.json"))
+    if not (path / "tuner.pkl").is_file() or not states:
+        return False
+    stamp = states[-1].name[len("experiment_state-"):-len(".json")]
+    try:
+        trial_ids = {json.loads(data[0])["trial_id"] for data in json.loads(states[-1].read_text())["trial_data"]}
+        searcher = path / f"searcher-state-{stamp}.pkl"
+        if searcher.is_file():  # Optuna (wrapped in Tune's SearchGenerator)
+            if not (path / f"search_gen_state-{stamp}.json").is_file():
+                return False
+            with searcher.open("rb") as f:
+                suggested = set(pickle.load(f)["_ot_trials"])
+            return trial_ids <= suggested
+        return (path / f"basic-variant-state-{stamp}.json").is_file()  # random search
+    except Exception:  # noqa: BLE001 - a state Tune's next version writes differently is not whole to us
+        return False
+
+
+def set_aside(path: Path) -> Path:
+    """Move an incomplete Tune state out of the way (its trial checkpoints are kept, never deleted)."""
+    n = 1
+    while (aside := path.with_name(f"{path.name}.incomplete-{n}")).exists():
+        n += 1
+    path.rename(aside)
+    return aside
 
 
 def _trial_dirname(trial) -> str:
@@ -177,8 +217,6 @@ def settle_runs(tuner, tracker: Tracker, exp_id: str, parent: str, arm: Arm) -> 
 def run_search(arms: List[Arm], spec, tracker: Tracker, exp_id: str, parent: str, ctx: TrialContext,
                storage: Path, concurrent: int, live: bool) -> tuple:
     """Steps 1–3 for ``arms`` in turn; returns ``({arm key: result}, completed)`` (False: interrupted)."""
-    from ray import tune
-
     from runners.progress import SearchProgress, fit_with_progress
 
     progress = SearchProgress({a.label: a.steps for a in arms}, spec.search.samples, spec.search.metric)
@@ -190,9 +228,11 @@ def run_search(arms: List[Arm], spec, tracker: Tracker, exp_id: str, parent: str
         if result is None:
             path = storage / f"tune-{arm.key}"
             tuner = None
-            if tune.Tuner.can_restore(str(path)):  # 2. a resume: Tune's state, the searcher's included
+            if tune_state_is_whole(path):  # 2. a resume: Tune's state, the searcher's included
                 tuner = restore_tuner(arm, spec, ctx, path)
             else:
+                if path.exists():
+                    set_aside(path)
                 ended = [r for r in arm_runs(tracker, exp_id, arm, parent)
                          if r.info.status in ("FINISHED", "FAILED")]
                 scored = [r for r in ended if r.info.status == "FINISHED" and "objective" in r.data.metrics]

@@ -162,7 +162,7 @@ def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path)
     path = write_spec(tmp_path, grid__activations=["relu"], grid__extra={"lr": [1e-4, 1e9]})
     proc = cli("run", str(path), "--pack", "4", "--no-live", cwd=tmp_path, env=fail_once_at(25))
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "2 finished, 2 failed" in proc.stdout
+    assert "2 finished, 2 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     uri = sqlite_uri(tmp_path)
     kids = {r.data.tags["sobolev.trial_key"]: r for r in children(runs(uri, "tiny"))}
     c = client(uri)
