@@ -42,6 +42,7 @@ from runners.tracking import (TAG_DRIVER, TAG_FAILURE, TAG_KEY, TIME_PREFIX, Tra
 from runners.tuning import record_search, recorded_searches, run_search, tuned_values
 from sobolev.config import flatten
 from sobolev.errors import ConfigError
+from sobolev.trainers.config import COMPILE_AUTO_POINT_STEPS
 
 STATE_FILE = "latest.json"
 STATE_FORMAT = 3
@@ -216,7 +217,7 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
         out.print("evaluation: the trials below with each arm's tuned values (their keys are known after tuning; "
                   "the costs assume the untuned settings)", soft_wrap=True)
     table = Table(title=f"sweep {spec.name!r} ({spec.task}) — {spec_path}")
-    for col in ("#", "trial", "trial_key", "points", "steps", "est. s", "in MLflow"):
+    for col in ("#", "trial", "trial_key", "points", "steps", "compile", "est. s", "in MLflow"):
         table.add_column(col, justify="right" if col in ("#", "points", "steps", "est. s") else "left")
     unfinished = tracker.unfinished_trials(exp_id)
     to_run = {t.key for t in select_todo(plan.trials, finished, unfinished, opts.rerun)}
@@ -227,11 +228,17 @@ def show_plan(spec_path: str, opts: SweepOptions) -> SweepPlan:
         if t.key in to_run:
             total_est += est
         if i < 40 or len(plan.trials) <= 60:
-            table.add_row(str(i + 1), t.name, t.key, str(t.points), str(t.config.steps), f"{est:.1f}",
+            table.add_row(str(i + 1), t.name, t.key, str(t.points), str(t.config.steps),
+                          "yes" if t.config.compiles(t.points) else "no", f"{est:.1f}",
                           _store_state(t.key, finished, unfinished))
     out.print(table)
     if len(plan.trials) > 60:
         out.print(f"… and {len(plan.trials) - 40} more trials")
+    compiled = sum(1 for t in plan.trials if t.key in to_run and t.config.compiles(t.points))
+    if compiled:
+        out.print(f"torch.compile: {compiled} of the {todo} trials to run (`compile: auto` compiles trials of at "
+                  f"least {COMPILE_AUTO_POINT_STEPS:,} steps × points, where it repays its first step; the "
+                  f"autograd derivative path stays eager)", soft_wrap=True)
     if spec.run.pack > 1:
         packs = pack_trials([t for t in plan.trials if t.key in to_run], spec.run.pack)
         out.print(f"packed (run.pack={spec.run.pack}): {todo} trials as {len(packs)} batched Tune trials "

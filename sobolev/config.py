@@ -70,6 +70,9 @@ class Settings(BaseModel):
     added_fields: ClassVar[FrozenSet[str]] = frozenset()
     """Fields added after trial keys were first written: they enter :meth:`identity` only when they
     differ from their default, so the trials of earlier versions keep their keys."""
+    identity_aliases: ClassVar[Mapping[str, Mapping[Any, Any]]] = {}
+    """field → {value: the value it hashes as}: a new default that replaced an old one enters :meth:`identity`
+    as the old default, so the trials of earlier versions keep their keys."""
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -136,7 +139,11 @@ class Settings(BaseModel):
             value = getattr(self, name)
             if name in self.outside_key or (name in self.added_fields and value == info.default):
                 continue
-            out[name] = value.identity() if isinstance(value, Settings) else dumped[name]
+            if isinstance(value, Settings):
+                out[name] = value.identity()
+                continue
+            aliases, plain = self.identity_aliases.get(name, {}), dumped[name]
+            out[name] = aliases[plain] if isinstance(plain, typing.Hashable) and plain in aliases else plain
         return out
 
     # -- MLflow params ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 
+from sobolev.errors import ConfigError
 from sobolev.jacobian import choose_impl, mlp_value_and_jacobian, value_and_input_jacobian
 from sobolev.models import AffineCoordinates, MLPConfig
 from sobolev.trainers import AudioRegressionConfig, ImageRegressionConfig
@@ -53,6 +54,33 @@ def test_trainer_results_match_between_implementations():
     torch.testing.assert_close(b.network_gradient, a.network_gradient, rtol=0, atol=2e-3)  # measured 8e-4
     audio = AudioRegressionConfig(audio="counting", duration=0.05, steps=5, derivative_impl="forward").setup()
     assert audio.fit().metrics["test_psnr"] > 0
+
+
+def test_compile_auto_compiles_only_trials_long_enough_to_repay_it():
+    """``compile: auto`` (the default) compiles a trial of at least ``COMPILE_AUTO_POINT_STEPS`` steps × points
+    (measured break-even, ``benchmarks/bench_compile.py``); ``true``/``false`` force it; ``auto`` keeps the trial
+    keys that ``false``, the default before it, gave; TinyNeRF never compiles."""
+    from sobolev.trainers import NerfConfig
+    from sobolev.trainers.config import COMPILE_AUTO_POINT_STEPS
+
+    short = ImageRegressionConfig(image="coffee", size=32, factor=4, supervision="val_der", steps=100)
+    points = 8 * 8
+    assert short.compile == "auto" and not short.compiles(points)
+    enough = COMPILE_AUTO_POINT_STEPS // points
+    long = short.with_changes({"steps": enough})
+    assert long.compiles(points) and not short.with_changes({"steps": enough - 1}).compiles(points)
+    assert short.with_changes({"compile": True}).compiles(points) and not long.with_changes({"compile": False}).compiles(points)
+    assert long.setup().compiled and not short.setup().compiled  # setup only: compiling waits for the first step
+    # one output channel: auto's derivative path is autograd, which stays eager even when the trial is long
+    assert not long.with_changes({"grayscale": True}).setup().compiled
+    # the key: auto hashes as false did; an explicit true is another trial
+    assert short.identity() == short.with_changes({"compile": False}).identity()
+    assert short.identity() != short.with_changes({"compile": True}).identity()
+    assert ImageRegressionConfig.from_params(short.to_params()).compile == "auto"  # read back from MLflow params
+    nerf = NerfConfig(preset="cpu", steps=10**9)
+    assert nerf.compile == "auto" and not nerf.compiles(10**9)
+    with pytest.raises(ConfigError, match="compile applies to image and audio"):
+        NerfConfig(preset="cpu", compile=True)
 
 
 def test_compiled_loss_gives_the_eager_result():

@@ -34,6 +34,11 @@ from sobolev.losses import SUPERVISIONS, LossTerms, sobolev_loss
 
 CHECKPOINT_FORMAT = 1
 # Fields that may change between a checkpoint and its resumption (train longer, log differently).
+def _cxx_compiler() -> bool:
+    """Whether inductor finds a C++ compiler (what ``torch.compile`` needs on a CPU)."""
+    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "clang++", "c++") if c)
+
+
 RESUMABLE_FIELDS = frozenset({"steps", "log_every", "eval_every", "device", "compile"})
 
 
@@ -151,17 +156,19 @@ class RegressionTrainer:
         self.derivative_impl = choose_impl(config.derivative_impl, self.model, out_features,
                                            self.train_coords.shape[1])
         # compile: the forward path and value-only training; autograd's double backward cannot be compiled
-        # (and for one output channel eager autograd beats compiled tangents), so it stays eager
-        self.compiled = config.compile and not (
+        # (and for one output channel eager autograd beats compiled tangents), so it stays eager.  `auto`
+        # compiles long trials only (config.compiles), and without a C++ compiler on a CPU stays eager
+        self.compiled = config.compiles(self.train_coords.shape[0]) and not (
             self.supervision.uses_derivatives and self.derivative_impl == "autograd")
         self._loss = self.loss_parts
+        if self.compiled and self.device.type == "cpu" and not _cxx_compiler():
+            if config.compile is True:
+                raise ConfigError("compile on a CPU needs a C++ compiler (g++ or clang++, or $CXX); install one "
+                                  "or leave compile off")
+            self.compiled = False
         if self.compiled:
             # CUDA: also CUDA graphs, for these small fixed-shape steps; CPU: fused C++ kernels
             mode = "reduce-overhead" if self.device.type == "cuda" else None
-            if self.device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++",
-                                                                                  "clang++", "c++") if c):
-                raise ConfigError("compile on a CPU needs a C++ compiler (g++ or clang++, or $CXX); install one "
-                                  "or leave compile off")
             self._loss = torch.compile(self.loss_parts, mode=mode, dynamic=False)
 
     def value_and_jacobian(self, coords: torch.Tensor, create_graph: bool = True):

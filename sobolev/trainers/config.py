@@ -7,7 +7,7 @@ refused when the config is built, with its key path, and never again afterwards.
 
 from __future__ import annotations
 
-from typing import ClassVar, List, Optional
+from typing import Any, ClassVar, Dict, List, Literal, Mapping, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,6 +21,13 @@ from sobolev.sampling import Sampling
 
 DERIVATIVE_SOURCES: List[str] = ["full", "subsampled"]
 DEVICES: List[str] = ["cpu", "cuda"]
+COMPILE_AUTO_POINT_STEPS = 10_000_000
+"""``compile: auto`` compiles a trial whose steps × training points per step reach this.  Measured by
+``benchmarks/bench_compile.py`` (2-core AMD EPYC, torch 2.13, sine 5×256, colour): the first compiled step
+of a fresh process costs ~12 s; compiling then saves 4.1 µs/point/step for ``val_der`` at 64², 4.9 at 128²,
+10.8 at 256², so it repays itself after 1.1–2.9 M point-steps (``val``: ~7–8 M; at 64² never).  10 M is past
+every measured break-even: the paper's 50 000 steps compile, the short CPU sweeps (≤ 1 M) do not."""
+CompileSetting = Union[bool, Literal["auto"]]
 
 
 def one_of(kind: str, value: str, allowed: List[str]) -> str:
@@ -66,9 +73,30 @@ class RegressionConfig(Settings):
     """``cpu`` or ``cuda`` (``cuda:N``)."""
     derivative_impl: str = "auto"
     """Network derivative: ``autograd`` (the paper's formulation), ``forward`` (analytic tangents), ``auto``."""
-    compile: bool = False
+    compile: CompileSetting = "auto"
     """``torch.compile`` the loss (fused kernels; CUDA graphs on GPU) on the forward path and for ``val``; the
-    first step pays the compilation.  The autograd path stays eager (its double backward cannot be compiled)."""
+    first step pays the compilation.  ``auto``: only trials of at least 10 M steps × training points, long enough
+    to repay it; ``true``/``false`` force it.  The autograd path stays eager (its double backward cannot be
+    compiled).  ``auto`` replaced ``false`` as the default and hashes as it: no trial key changed."""
+
+    identity_aliases: ClassVar[Mapping[str, Mapping[Any, Any]]] = {"compile": {"auto": False}}
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_setting(cls, value: Any) -> CompileSetting:
+        if isinstance(value, bool) or value == "auto":
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "false"):  # a command-line option, an MLflow param
+            return text == "true"
+        raise ConfigError(f"{value!r} is not one of true, false, auto")
+
+    def compiles(self, points: int) -> bool:
+        """Whether a trial of ``points`` training points per step asks for ``torch.compile`` (``auto``: when its
+        steps × points reach :data:`COMPILE_AUTO_POINT_STEPS`)."""
+        if self.compile == "auto":
+            return self.steps * points >= COMPILE_AUTO_POINT_STEPS
+        return self.compile
 
     @property
     def sampling(self) -> Sampling:

@@ -35,7 +35,7 @@ from sobolev.rendering.scenes import BUILTIN_SCENES, resolve_scene
 from sobolev.rendering.volume import render_rays, sample_depths
 from sobolev.tasks import TASKS, Dataset, SignalInfo, Task, file_digest, shrink
 from sobolev.trainers.base import RegressionTrainer, TrialResult
-from sobolev.trainers.config import RegressionConfig
+from sobolev.trainers.config import CompileSetting, RegressionConfig
 
 
 def tiny_nerf() -> MLPConfig:
@@ -111,10 +111,14 @@ class NerfConfig(RegressionConfig):
 
     @field_validator("compile")
     @classmethod
-    def _no_compile(cls, compile: bool) -> bool:
-        if compile:
+    def _no_compile(cls, compile: CompileSetting) -> CompileSetting:
+        if compile is True:
             raise ConfigError("compile applies to image and audio regression, not nerf; leave compile off")
         return compile
+
+    def compiles(self, points: int) -> bool:
+        """Never: the renderer's ray batches are not what ``compile`` compiles (``auto`` stays eager)."""
+        return False
 
     def setup(self) -> "NerfTrainer":
         return NerfTrainer(self)
