@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -60,6 +64,30 @@ def data_efficiency_figure(finished: pd.DataFrame, metric: str, title: str, path
             written.append(Path(path))
         plt.close(fig)
     return written
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One data-efficiency figure to draw: its runs, metric, title and the files (one per format)."""
+
+    finished: pd.DataFrame
+    metric: str
+    title: str
+    paths: Sequence[Path]
+
+    def draw(self) -> List[Path]:
+        return data_efficiency_figure(self.finished, self.metric, self.title, self.paths)
+
+
+def draw_curves(curves: Sequence[Curve]) -> List[Path]:
+    """Every figure of ``curves``, in forked worker processes, one per core the process may use (matplotlib
+    draws in one thread: the main job's 16 curve files took 3.3 s in one process on this 2-core machine)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cores, len(curves))
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [p for curve in curves for p in curve.draw()]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [p for drawn in pool.map(Curve.draw, curves) for p in drawn]
 
 
 def _fraction_label(f: float) -> str:

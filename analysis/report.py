@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import SweepResults, collect
-from analysis.figures import data_efficiency_figure, picture_grid
+from analysis.figures import Curve, draw_curves, picture_grid
 from analysis.significance import significance_latex, significance_markdown, significance_table
 from analysis.tables import LABELS, MODEL_ORDER, SUPERVISION_ORDER, build_table, ordered, to_frame, to_latex, to_markdown
 from analysis.tuned import tuned_caption, tuned_frame, tuned_latex, tuned_markdown
@@ -156,18 +156,18 @@ def make_report(target: str, opts: ReportOptions) -> Report:
         if finished["fraction"].nunique() < 2:
             report.notes.append("one sampling level only: no data-efficiency curve (the sampling axis does not vary)")
         else:
+            curves = []
             for metric in opts.metrics:
                 base = out / f"curve_{metric}"
-                report.files += data_efficiency_figure(
-                    finished, metric, f"{results.name}: all datasets",
-                    [base.with_suffix(f".{f}") for f in figure_formats])
+                curves.append(Curve(finished, metric, f"{results.name}: all datasets",
+                                    [base.with_suffix(f".{f}") for f in figure_formats]))
                 md_parts += [f"![{metric} curve]({base.name}.png)", ""] if "png" in figure_formats else []
                 for dataset in datasets:
                     sub = finished[finished["dataset"] == dataset]
                     if sub["fraction"].nunique() >= 2:
-                        report.files += data_efficiency_figure(
-                            sub, metric, f"{results.name}: {dataset}",
-                            [out / f"curve_{metric}_{dataset}.{f}" for f in figure_formats])
+                        curves.append(Curve(sub, metric, f"{results.name}: {dataset}",
+                                            [out / f"curve_{metric}_{dataset}.{f}" for f in figure_formats]))
+            report.files += draw_curves(curves)
     # 5. picture grid
     if "png" in opts.formats:
         dataset = opts.dataset or datasets[0]

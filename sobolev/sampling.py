@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
-
-import torch
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 from sobolev.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where a mask is made: reading a sampling level (a report) needs no torch
+    import torch
 
 MAX_FACTOR = 8
 
@@ -63,6 +64,8 @@ class Sampling:
         Shape:
             - output: ``shape``, e.g. ``(H, W)`` or ``(N,)``
         """
+        import torch
+
         self.validate()
         shape = tuple(int(s) for s in shape)
         if self.is_grid:
