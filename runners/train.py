@@ -60,7 +60,12 @@ def run_trial(
         json_path = Path(json_path)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({**summary, "history": result.history}, indent=2, allow_nan=True) + "\n")
-    written = task_of(config).save_artifacts(result, Path(out_dir)) if out_dir is not None else []
+    written = []
+    if out_dir is not None:  # the task's pictures, and the loss curve (a sweep's runs have it in MLflow instead)
+        from sobolev.visualize import save_loss_curve
+
+        written = [*task_of(config).save_artifacts(result, Path(out_dir)),
+                   save_loss_curve(result, Path(out_dir) / "loss.png")]
     console.print(summary_table(summary))
     for path in [json_path, *written]:
         if path is not None:

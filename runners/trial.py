@@ -127,10 +127,10 @@ class TrialPack:
                 "sobolev.pack_size": str(len(self.members))}
         for t in self.members:
             run, created = self.tracker.open_child(self.ctx.experiment_id, self.ctx.parent_run_id, t.key,
-                                                   t.name, trial_params(t), {**tags, **t.tags})
+                                                   t.name, trial_params(t),
+                                                   {**tags, **t.tags, DESCRIPTION: t.description()})
             self.run_ids[t.key] = run.info.run_id
             if created:
-                self.tracker.set_tags(run.info.run_id, {DESCRIPTION: t.description()})
                 self.tracker.log_dataset(run.info.run_id, t)
             if run.info.status == "FINISHED":
                 self.finished.append(t.key)

@@ -110,7 +110,8 @@ class Task:
 
     # -- outputs ------------------------------------------------------------------------------
     def save_artifacts(self, result: Any, out_dir: Path) -> List[Path]:  # pragma: no cover - abstract
-        """The pictures (and sounds) of a finished trial, written into ``out_dir``."""
+        """The pictures (and sounds) of a finished trial, written into ``out_dir`` (not the loss curve: a sweep's
+        run has the loss history in MLflow, whose UI draws it; ``train --out`` adds ``loss.png``)."""
         raise NotImplementedError
 
     def preview(self, result: Any) -> Optional[np.ndarray]:

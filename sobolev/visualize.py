@@ -89,7 +89,7 @@ def tile(panels: List[tuple], columns: int, title: str = "", min_side: int = 160
 
 
 def save_image_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
-    """Write prediction.png, error.png, gradients.png and loss.png into ``out_dir``."""
+    """Write prediction.png, error.png and gradients.png into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: Dict[str, Path] = {}
@@ -110,7 +110,6 @@ def save_image_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
     if result.network_gradient.numel():
         # [-1, 1] network values: halve the derivatives to [0, 1] pixel units
         paths["gradients"] = save_gradient_maps(result, out_dir / "gradients.png", scale=0.5)
-    paths["loss"] = save_loss_curve(result, out_dir / "loss.png")
     return paths
 
 
@@ -147,7 +146,7 @@ def _uint8(image01: torch.Tensor) -> np.ndarray:
 
 
 def save_nerf_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
-    """views.png (ground truth vs render per test view), depth.png, gradients.png, flythrough.gif, loss.png."""
+    """views.png (ground truth vs render per test view), depth.png, gradients.png, flythrough.gif."""
     import imageio.v2 as imageio
 
     out_dir = Path(out_dir)
@@ -171,12 +170,11 @@ def save_nerf_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
     if frames is not None and len(frames):
         imageio.mimsave(out_dir / "flythrough.gif", [_uint8(f) for f in frames], duration=0.12, loop=0)
         paths["flythrough"] = out_dir / "flythrough.gif"
-    paths["loss"] = save_loss_curve(result, out_dir / "loss.png")
     return paths
 
 
 def save_audio_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
-    """Write waveform.png, prediction.wav and loss.png into ``out_dir``."""
+    """Write waveform.png and prediction.wav into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rate = int(result.extras.get("rate", 1))
@@ -199,5 +197,4 @@ def save_audio_artifacts(result: TrialResult, out_dir: Path) -> Dict[str, Path]:
     return {
         "waveform": out_dir / "waveform.png",
         "prediction_wav": out_dir / "prediction.wav",
-        "loss": save_loss_curve(result, out_dir / "loss.png"),
     }

@@ -7,7 +7,7 @@ from tests.sweep_helpers import sqlite_uri, write_spec
 
 SMALL = [f"--set={kv}" for kv in ("trial.size=32", "trial.steps=40", "trial.log_every=10", "trial.eval_every=20",
                                   "run.report_every=10", "run.checkpoint_every=20")]
-ARTIFACTS = {"prediction.png", "error.png", "gradients.png", "loss.png", "config.yaml", "images"}
+ARTIFACTS = {"prediction.png", "error.png", "gradients.png", "config.yaml", "images"}
 
 
 def test_smoke_sweep_logs_every_trial_then_second_run_starts_none(tmp_path):
@@ -115,7 +115,7 @@ def test_audio_sweep_logs_waveforms_and_reports(tmp_path):
     assert len(kids) == 4 and {r.data.params["axis.dataset"] for r in kids} == {"music", "counting"}
     c = client(uri)
     for run in kids:
-        assert {"waveform.png", "prediction.wav", "loss.png", "config.yaml"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
+        assert {"waveform.png", "prediction.wav", "config.yaml"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
         assert run.data.metrics["test_psnr"] > 0
     # the report reads what the sweep ran (its --set overrides included) from its parent run ...
     report = cli("report", str(spec), "--out", str(tmp_path / "reports"), "--metric", "test_psnr", cwd=tmp_path)

@@ -283,7 +283,7 @@ class RegressionTrainer:
         self.step += 1
         if self.step % self.log_every == 0 or self.step == total:
             record = {"step": float(self.step), **losses}
-            if eval_every and (self.step % eval_every == 0 or self.step == total):
+            if eval_every and self.step % eval_every == 0 and self.step < total:  # the last step: finish()
                 t0 = time.perf_counter()
                 self.last_evaluation = self.evaluate(with_gradients=False)
                 record.update(self.last_evaluation.metrics)
@@ -293,11 +293,15 @@ class RegressionTrainer:
                 callback(Progress(self.step, total, record, self.train_seconds, self))
 
     def finish(self, callback: Optional[Callback] = None) -> TrialResult:
-        """Step 5: evaluate with derivatives; the callback sees the final metrics."""
+        """Step 5: evaluate with derivatives, once (the last logged step's record gets its metrics); the
+        callback sees the final metrics."""
         t0 = time.perf_counter()
         result = self.evaluate(with_gradients=True)
         self.eval_seconds += time.perf_counter() - t0
         result.eval_seconds = self.eval_seconds
+        self.last_evaluation = result
+        if self.config.eval_every and self.history and self.history[-1]["step"] == self.step:
+            self.history[-1].update(result.metrics)  # the result's history holds the same records
         if callback is not None:
             last = self.history[-1] if self.history else {"step": float(self.step)}
             callback(Progress(self.step, self.config.steps, {**last, **result.metrics}, self.train_seconds, self,
