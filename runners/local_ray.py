@@ -11,8 +11,10 @@ runners.local_ray``), which:
   3. prints the GCS address on stdout and waits for EOF on stdin: the driver holds the only
      write end of that pipe, so EOF comes when the driver closes it *or dies, however it dies*
      (SIGKILL included, at any moment);
-  4. then shuts Ray down and ends whatever of its descendants is still alive (SIGTERM, then
-     SIGKILL after a grace period).
+  4. a driver that ends well writes ``stop`` first: Ray is shut down, then whatever of its
+     descendants is still alive is ended (SIGTERM, then SIGKILL after a grace period).  EOF without
+     ``stop`` means the driver died: its trials are ended at once (nothing can report them any
+     more, and one that trained on would log steps that a resume then has to skip).
 
 The driver connects with ``ray.init(address=...)`` (:func:`start_local_ray`).  The keeper lives in
 its own session, so Ctrl-C in the terminal reaches only the driver, which then ends the keeper
@@ -43,6 +45,10 @@ SHUTDOWN_SECONDS = 30.0
 PR_SET_CHILD_SUBREAPER = 36
 
 
+STOP_WORD = "stop"
+"""What a driver that ends well writes to its keeper before closing the pipe."""
+
+
 def local_ray_env() -> Dict[str, str]:
     """The environment of a local sweep's Ray, for the keeper and the driver alike: loopback, a fresh token."""
     return {**LOOPBACK_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -56,10 +62,14 @@ class LocalRay:
     address: str
 
     def stop(self) -> None:
-        """End the keeper (EOF on its stdin) and wait until it has ended Ray; a keeper that does not end in
-        time is killed with its whole session."""
+        """End the keeper (``stop``, then EOF on its stdin) and wait until it has shut Ray down; a keeper that
+        does not end in time is killed with its whole session."""
         if self.process.stdin is not None and not self.process.stdin.closed:
-            self.process.stdin.close()
+            try:
+                self.process.stdin.write(STOP_WORD + "\n")
+                self.process.stdin.close()
+            except OSError:  # a keeper that already ended
+                pass
         try:
             self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:  # pragma: no cover - a keeper stuck in Ray's shutdown
@@ -147,9 +157,11 @@ def keep(num_cpus: int, num_gpus: int, object_store_bytes: int) -> None:
                  logging_level="ERROR", object_store_memory=object_store_bytes)
         print(f"address {ray.get_runtime_context().gcs_address}", flush=True)
         try:
-            sys.stdin.read()
+            told = sys.stdin.read()
         except _Stop:
-            pass
+            told = STOP_WORD  # SIGTERM: an orderly end, as from a driver that ends well
+        if told.strip() != STOP_WORD:  # 4. the driver died: its trials end now (the finally below)
+            return
         signal.signal(signal.SIGALRM, _stop)  # a shutdown that hangs is cut short: the finally ends everything
         signal.alarm(int(SHUTDOWN_SECONDS))
         ray.shutdown()

@@ -119,10 +119,11 @@ def search_tuner(arm: Arm, spec, ctx: TrialContext, storage: Path, name: str, co
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        algorithm = OptunaSearch(seed=search.seed + spent, points_to_evaluate=[nest(sampled_values(r, arm)) for r in done]
-                                 or None, evaluated_rewards=[r.data.metrics["objective"] for r in done] or None)
-    else:  # a rebuilt random search draws on from where the spent budget left the stream
-        algorithm = BasicVariantGenerator(random_state=search.seed + spent)
+        algorithm = OptunaSearch(seed=_drawn_on(search.seed, spent),
+                                 points_to_evaluate=[nest(sampled_values(r, arm)) for r in done] or None,
+                                 evaluated_rewards=[r.data.metrics["objective"] for r in done] or None)
+    else:
+        algorithm = BasicVariantGenerator(random_state=_drawn_on(search.seed, spent))
     scheduler = None
     if search.scheduler is not None:
         asha = search.scheduler.asha
@@ -138,6 +139,12 @@ def search_tuner(arm: Arm, spec, ctx: TrialContext, storage: Path, name: str, co
                                   failure_config=tune.FailureConfig(max_failures=0),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
+
+
+def _drawn_on(seed: int, spent: int) -> int:
+    """The seed of a searcher rebuilt after ``spent`` configurations: it draws on instead of drawing those again
+    (NumPy takes seeds below 2³²)."""
+    return (seed + spent) % 2**32
 
 
 def restore_tuner(arm: Arm, spec, ctx: TrialContext, path: Path):

@@ -30,12 +30,46 @@ RAY_SESSIONS = Path(tempfile.gettempdir()) / "ray" / "session_2*"
 
 # -- helpers -------------------------------------------------------------------------------------
 
-def _start(args, cwd, env=None):
-    return subprocess.Popen([*CLI, *args], cwd=cwd, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+class Command:
+    """A CLI command started in the background, its output going to files: a pipe that nobody reads until the
+    end fills up (64 KB of Ray's and Tune's messages) and stalls the sweep writing to it."""
+
+    def __init__(self, args, cwd, env=None):
+        self.out = tempfile.NamedTemporaryFile("w+", dir=cwd, prefix="cli-", suffix=".out", delete=False)
+        self.err = tempfile.NamedTemporaryFile("w+", dir=cwd, prefix="cli-", suffix=".err", delete=False)
+        self.process = subprocess.Popen([*CLI, *args], cwd=cwd, env=env or ENV, stdout=self.out, stderr=self.err,
+                                        text=True, start_new_session=True)
+        self.pid = self.process.pid
+
+    @property
+    def returncode(self):
+        return self.process.returncode
+
+    def poll(self):
+        return self.process.poll()
+
+    def kill(self):
+        self.process.kill()
+
+    def send_signal(self, sig):
+        self.process.send_signal(sig)
+
+    def wait(self, timeout=None):
+        return self.process.wait(timeout=timeout)
+
+    def communicate(self, timeout=None):
+        """Wait for the end; (stdout, stderr) as text."""
+        self.process.wait(timeout=timeout)
+        return Path(self.out.name).read_text(), Path(self.err.name).read_text()
 
 
-def _wait_for(predicate, timeout, what, every=0.2):
+def _start(args, cwd, env=None) -> Command:
+    return Command(args, cwd, env)
+
+
+def _wait_for(predicate, timeout, what, every=0.2, process=None):
+    """Poll ``predicate`` until it returns something; ``process``: the command being watched, whose end before
+    that (or the timeout) fails the test at once with its output."""
     end = time.time() + timeout
     while time.time() < end:
         try:
@@ -44,7 +78,15 @@ def _wait_for(predicate, timeout, what, every=0.2):
                 return found
         except Exception:  # the store or a process may not be there yet
             pass
+        if process is not None and process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"the command ended (exit {process.returncode}) before {what}:\n{out[-2000:]}\n"
+                                 f"{err[-4000:]}")
         time.sleep(every)
+    if process is not None:
+        process.kill()
+        out, err = process.communicate(timeout=30)
+        raise AssertionError(f"timed out waiting for {what}:\n{out[-2000:]}\n{err[-4000:]}")
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -103,7 +145,7 @@ def _kill_mid_sweep(tmp_path):
     """Start the interruptible sweep, SIGKILL its driver inside a checkpointed trial; returns what was there."""
     path, uri = _interruptible_spec(tmp_path), sqlite_uri(tmp_path)
     driver = _start(["run", str(path), "--no-live"], tmp_path)
-    victim = _wait_for(lambda: _checkpointed_and_running(uri), 300, "a checkpointed running trial")
+    victim = _wait_for(lambda: _checkpointed_and_running(uri), 300, "a checkpointed running trial", process=driver)
     family = _family(driver.pid)
     listeners = [c for c in psutil.net_connections("inet")
                  if c.status == psutil.CONN_LISTEN and c.pid in {p.pid for p in family}]
@@ -125,7 +167,8 @@ def test_sigkill_mid_sweep_then_resume_then_sigkill_again_then_run_continues_in_
 
     # `resume` continues the interrupted trial from its checkpoint in the same parent and run ...
     resumed = _start(["resume", str(path), "--no-live"], tmp_path)
-    again = _wait_for(lambda: _checkpointed_and_running(uri, past=killed_at), 300, "the resumed trial going on")
+    again = _wait_for(lambda: _checkpointed_and_running(uri, past=killed_at), 300, "the resumed trial going on",
+                      process=resumed)
     assert again.info.run_id == victim.info.run_id and int(again.data.tags[RESTORED]) >= 50
     family = _family(resumed.pid)
     os.kill(resumed.pid, signal.SIGKILL)  # ... and is killed too
@@ -193,14 +236,15 @@ def test_driver_gone_during_collection_then_run_closes_its_parent(tmp_path):
 def test_sigkill_of_a_worker_is_retried_from_its_checkpoint_then_ctrl_c_then_resume_finishes(tmp_path):
     path, uri = _interruptible_spec(tmp_path), sqlite_uri(tmp_path)
     driver = _start(["run", str(path), "--no-live"], tmp_path)
-    victim = _wait_for(lambda: _checkpointed_and_running(uri), 300, "a checkpointed running trial")
+    victim = _wait_for(lambda: _checkpointed_and_running(uri), 300, "a checkpointed running trial", process=driver)
     killed_at = _last_step(uri, victim)
     workers = [p for p in _family(driver.pid) if p.name().startswith("ray::ImplicitFunc")]
     assert workers
     for worker in workers:
         worker.kill()
     # Tune retries the trial from its checkpoint, in the same run
-    retried = _wait_for(lambda: _checkpointed_and_running(uri, past=killed_at), 300, "the retried trial going on")
+    retried = _wait_for(lambda: _checkpointed_and_running(uri, past=killed_at), 300, "the retried trial going on",
+                        process=driver)
     assert retried.info.run_id == victim.info.run_id and 50 <= int(retried.data.tags[RESTORED]) <= killed_at
     driver.send_signal(signal.SIGINT)  # then Ctrl-C
     out, err = driver.communicate(timeout=120)

@@ -122,8 +122,8 @@ def test_driver_killed_during_the_search_then_resumed_leaves_no_duplicates(tmp_p
 
     path = tuned_spec(tmp_path, steps=120, samples=4, scheduler=None)
     uri = sqlite_uri(tmp_path)
-    driver = subprocess.Popen([*CLI, "run", str(path), "--no-live"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    driver = subprocess.Popen([*CLI, "run", str(path), "--no-live"], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline:
         try:

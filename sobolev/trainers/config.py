@@ -7,7 +7,7 @@ refused when the config is built, with its key path, and never again afterwards.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Literal, Mapping, Optional, Union
+from typing import Any, ClassVar, List, Literal, Mapping, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -75,9 +75,10 @@ class RegressionConfig(Settings):
     """Network derivative: ``autograd`` (the paper's formulation), ``forward`` (analytic tangents), ``auto``."""
     compile: CompileSetting = "auto"
     """``torch.compile`` the loss (fused kernels; CUDA graphs on GPU) on the forward path and for ``val``; the
-    first step pays the compilation.  ``auto``: only trials of at least 10 M steps × training points, long enough
-    to repay it; ``true``/``false`` force it.  The autograd path stays eager (its double backward cannot be
-    compiled).  ``auto`` replaced ``false`` as the default and hashes as it: no trial key changed."""
+    first step pays the compilation.  ``auto``: only trials long enough to repay it (``COMPILE_AUTO_POINT_STEPS``
+    steps × training points; ``plan`` shows which); ``true``/``false`` force it.  The autograd path stays eager
+    (its double backward cannot be compiled).  ``auto`` replaced ``false`` as the default and hashes as it: no
+    trial key changed."""
 
     identity_aliases: ClassVar[Mapping[str, Mapping[Any, Any]]] = {"compile": {"auto": False}}
 
