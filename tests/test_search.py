@@ -9,7 +9,7 @@ import yaml
 
 from runners.plan import plan_sweep
 from runners.spec import SpecError, load_spec
-from tests.sweep_helpers import CLI, ENV, cli, one_line_error, runs, sqlite_uri
+from tests.sweep_helpers import CLI, ENV, cli, client, one_line_error, runs, sqlite_uri
 
 SEARCH = {
     "space": {"lr": {"loguniform": [1.0e-4, 1.0e-2]}, "lambda_der": {"loguniform": [0.1, 10.0]}},
@@ -56,8 +56,8 @@ def best_by_hand(tuning):
 
 
 def assert_search_and_evaluation(uri, asha=True, interrupted=0):
-    """``interrupted``: at most how many configurations a killed driver may leave KILLED (a search rebuilt
-    from MLflow; one that ends before Ray is stopped is not)."""
+    """``interrupted``: at most how many configurations a killed driver may leave KILLED (one it was running
+    that the resumed search could not continue)."""
     tuning = tuning_runs(uri)
     killed = [r for r in tuning if r.info.status == "KILLED"]
     assert len(killed) <= interrupted and all("sobolev.interrupted" in r.data.tags for r in killed)
@@ -124,21 +124,29 @@ def test_driver_killed_during_the_search_then_resumed_leaves_no_duplicates(tmp_p
     uri = sqlite_uri(tmp_path)
     driver = subprocess.Popen([*CLI, "run", str(path), "--no-live"], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
+
+    def running_past_a_checkpoint():
+        """A configuration RUNNING past its first checkpoint (step 10), another one FINISHED."""
+        tuning = tuning_runs(uri)
+        if not any(r.info.status == "FINISHED" for r in tuning):
+            return None
+        for run in tuning:
+            steps = [m.step for m in client(uri).get_metric_history(run.info.run_id, "objective")]
+            if run.info.status == "RUNNING" and 20 <= max(steps, default=0) <= 100:
+                return run
+        return None
+
+    deadline, victim = time.time() + 300, None
+    while victim is None and time.time() < deadline and driver.poll() is None:
         try:
-            statuses = [r.info.status for r in tuning_runs(uri)]
+            victim = running_past_a_checkpoint()
         except Exception:  # the store is not there yet
-            statuses = []
-        if statuses.count("FINISHED") >= 1 and "RUNNING" in statuses:
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError("the search did not get going")
-    time.sleep(2)  # a checkpoint of the running configuration
-    os.kill(driver.pid, signal.SIGKILL)
+            pass
+        time.sleep(0.2)
+    assert victim is not None, "the search did not get going"
+    os.kill(driver.pid, signal.SIGKILL)  # its trials end with it (the keeper ends them at once)
     driver.communicate(timeout=60)
-    (state,) = (tmp_path / ".sobolev" / "tuned").glob("*/tune-*")
+    (state,) = (tmp_path / ".sobolev" / "tuned").glob(f"*/tune-{victim.data.tags['sobolev.search_key']}")
     if searcher_state == "lost":
         for f in [*state.glob("searcher-state-*.pkl"), *state.glob("search_gen_state-*.json")]:
             f.unlink()
@@ -146,10 +154,10 @@ def test_driver_killed_during_the_search_then_resumed_leaves_no_duplicates(tmp_p
     assert not (restorable and searcher_state == "lost")
     proc = cli("resume", str(path), "--no-live", cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # restored: the interrupted configuration goes on in its own run; rebuilt: it stays KILLED (unless it ended
-    # before Ray was stopped), the budget is spent on configurations not drawn before, and Tune's incomplete
-    # state is kept aside
-    assert_search_and_evaluation(uri, asha=False, interrupted=0 if restorable else 1)
+    # restored: the interrupted configurations (two run at once) go on in their own runs (unless Tune had not
+    # saved them yet); rebuilt: they stay KILLED, the budget is spent on configurations not drawn before, and
+    # Tune's incomplete state is kept aside
+    assert_search_and_evaluation(uri, asha=False, interrupted=2)
     assert state.with_name(f"{state.name}.incomplete-1").is_dir() == (not restorable)
     assert all(r.info.status == "FINISHED" for r in runs(uri, "tuned") if r.data.tags.get("sobolev.kind") == "sweep")
 
