@@ -471,13 +471,13 @@ def resume_sweep(spec_path: str, opts: SweepOptions) -> SweepOutcome:
             return outcome
         pending = [t for t in todo if t.key not in done]
         continue_unfinished(tracker, parent, pending, unfinished)
-        trials = SweepTrials.of(todo, ctx, latest_checkpoints(root, [t.key for t in pending]))
+        earlier = latest_checkpoints(root, [t.key for t in pending])
         if not searching and state.get("format") == STATE_FORMAT and tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(path, trainable=_trainable(plan.spec, trials), resume_errored=True)
+            tuner = tune.Tuner.restore(path, trainable=_trainable(plan.spec, SweepTrials.of(todo, ctx, earlier)),
+                                       resume_errored=True)
         else:  # no Tune state (the driver died first), or one of an older version: start the unfinished afresh
             conc = concurrency(ran_spec, opts, int(resources.get("CPU", 1)))
-            tuner = _new_tuner(plan.spec, pending, ctx, root, Path(path).name, conc,
-                               latest_checkpoints(root, [t.key for t in pending]))
+            tuner = _new_tuner(plan.spec, pending, ctx, root, Path(path).name, conc, earlier)
         progress = SweepProgress({t.key: t.name for t in todo}, 0.0, 0)
         for key in done & progress.names.keys():  # finished before the interruption: counted, not re-run
             progress.state[key] = "done"
