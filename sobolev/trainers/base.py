@@ -34,12 +34,12 @@ from sobolev.losses import SUPERVISIONS, LossTerms, sobolev_loss
 
 CHECKPOINT_FORMAT = 1
 # Fields that may change between a checkpoint and its resumption (train longer, log differently).
+RESUMABLE_FIELDS = frozenset({"steps", "log_every", "eval_every", "device", "compile"})
+
+
 def _cxx_compiler() -> bool:
     """Whether inductor finds a C++ compiler (what ``torch.compile`` needs on a CPU)."""
     return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "clang++", "c++") if c)
-
-
-RESUMABLE_FIELDS = frozenset({"steps", "log_every", "eval_every", "device", "compile"})
 
 
 @dataclass
@@ -141,7 +141,7 @@ class RegressionTrainer:
         self.eval_seconds = 0.0
         self.history: List[Dict[str, float]] = []
         self.last_evaluation: Optional[TrialResult] = None
-        """The latest periodic evaluation (``eval_every``): its metrics and prediction (no derivatives)."""
+        """The latest evaluation: a periodic one (``eval_every``, no derivatives) or the final one (``finish``)."""
         seed_everything(config.seed)
         self.setup()  # subclass: data, targets, model (seeded)
         if self.device.type == "cpu":  # Gauss and WIRE underflow into denormals, 10-50x slower unless flushed
