@@ -2,7 +2,8 @@
 
 Columns: the grid axes (``dataset``, ``activation``, ``supervision``, ``factor`` or ``ratio``,
 ``fraction``, ``seed`` and any extra axis), the final metrics, ``status``, ``trial_key``,
-``run_id``, ``parent_run_id`` and ``config`` (the typed config, read back from the run's params).
+``run_id``, ``parent_run_id``, ``config`` (the typed config, read back from the run's params) and ``curve``
+(its held-out metrics at every evaluation against the compute spent, ``EvaluationCurve``).
 Trials the sweep planned that have no run at all appear with status ``MISSING``, so nothing is
 silently dropped.
 """
@@ -13,12 +14,17 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from runners.tracking import PARENT, TAG_FAILURE, TAG_KEY, TAG_KIND, TAG_SHAPE, Tracker, resolve_tracking_uri
-from runners.tracking import store_exists
+from runners.plan.planner import SweepPlan, plan_sweep, tuned_values
+from runners.spec.load import load_spec
+from runners.store.layout import (AXIS, KIND_SWEEP, KIND_TRIAL, PARENT, TAG_EVALUATIONS, TAG_FAILURE, TAG_KEY, TAG_KIND,
+                                  TAG_SHAPE)
+from runners.store.records import EvaluationCurve, PlanRecord, SearchResult, TrialRecord, merged_trials
+from runners.store.tracker import Tracker, search_results
+from runners.store.uri import resolve_tracking_uri, store_exists
 from sobolev.errors import ConfigError
 from sobolev.sampling import Sampling
 from sobolev.tasks import TASKS, Task
@@ -37,8 +43,8 @@ class SweepResults:
     experiment_id: str
     tracking_uri: str
     parent_run_ids: List[str] = field(default_factory=list)
-    searches: List[Dict] = field(default_factory=list)
-    """A tuned comparison: each arm's search result as the sweep recorded it (``runners.tuning``)."""
+    searches: List[SearchResult] = field(default_factory=list)
+    """A tuned comparison: each arm's search result as the sweep recorded it."""
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -75,80 +81,22 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     The planned trials (those without any run appear as ``MISSING``) are the ones the sweep actually
     ran: the plans its parent runs recorded (every invocation's, for ``all``; the rows are then every
     trial run, planned or not) — or, when ``overrides`` are given with a spec, exactly the spec planned
-    again with them.
+    again with them (a tuned comparison: with the tuned values its searches recorded).
     """
-    spec_trials = None
-    name = target
-    if _spec_target(target):
-        from runners.plan import plan_sweep
-        from runners.spec import load_spec
-
-        spec = load_spec(target, overrides)
-        name = spec.name
-        if overrides:
-            spec_trials = [t.summary() for t in plan_sweep(spec, target).trials]
+    spec = load_spec(target, overrides) if _spec_target(target) else None
+    name = spec.name if spec is not None else target
     uri = resolve_tracking_uri(tracking_uri)
-    if not store_exists(uri):
-        raise ConfigError(f"no MLflow store at {uri} (run the sweep first, or pass --tracking-uri)")
-    tracker = Tracker(uri)
-    exp = tracker.get_experiment(name)
-    if exp is None:
-        raise ConfigError(f"experiment {name!r} does not exist in {uri}")
-    if TAG_SHAPE not in exp.tags:
-        raise ConfigError(f"experiment {name!r} in {uri} was not made by sobolev-sweep")
-    task = TASKS.get(json.loads(exp.tags[TAG_SHAPE])["task"])
+    tracker, exp, task = _experiment(name, uri)
     runs = tracker.search(exp.experiment_id)
-    parents = sorted((r for r in runs if r.data.tags.get(TAG_KIND) == "sweep" and PARENT not in r.data.tags),
+    parents = sorted((r for r in runs if r.data.tags.get(TAG_KIND) == KIND_SWEEP and PARENT not in r.data.tags),
                      key=lambda r: r.info.start_time)
     parent_ids = [r.info.run_id for r in parents]
-    trials = [r for r in runs if r.data.tags.get(TAG_KIND) == "trial"]
-    if parent == "latest":
-        if not parent_ids:
-            raise ConfigError(f"experiment {name!r} has no sweep run")
-        trials = [r for r in trials if r.data.tags.get(PARENT) == parent_ids[-1]]
-    elif parent != "all":
-        if parent not in parent_ids:
-            raise ConfigError(f"--parent {parent!r} is not a sweep run of {name!r}; known: {', '.join(parent_ids)}")
-        trials = [r for r in trials if r.data.tags.get(PARENT) == parent]
-    only_planned = spec_trials is not None  # a spec planned again: exactly its trials
-    if spec_trials is None and parent_ids:
-        if parent == "all":  # every invocation's plan: trials none of them ran are MISSING
-            plans = [p for p in (tracker.planned_trials(i) for i in parent_ids) if p is not None]
-            spec_trials = list({t["key"]: t for plan in plans for t in plan}.values()) if plans else None
-        else:  # one invocation: exactly what it planned
-            spec_trials = tracker.planned_trials(parent_ids[-1] if parent == "latest" else parent)
-            only_planned = spec_trials is not None
-    rows = []
-    for r in sorted(trials, key=lambda r: r.info.start_time):
-        p = r.data.params
-        row = {
-            "trial_key": r.data.tags.get(TAG_KEY),
-            "run_id": r.info.run_id,
-            "parent_run_id": r.data.tags.get(PARENT),
-            "status": r.info.status,
-            "start_time": r.info.start_time,
-            "failure": r.data.tags.get(TAG_FAILURE, ""),
-            "artifact_uri": r.info.artifact_uri,
-            "config": _config(task, p),
-        }
-        for key, value in p.items():
-            if key.startswith("axis."):
-                row[key[5:]] = _number(value)
-        row.update(r.data.metrics)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if not frame.empty:
-        # newest run per trial key, preferring a FINISHED one (a --rerun or a resumed sweep)
-        frame["_done"] = frame["status"] == "FINISHED"
-        frame = frame.sort_values(["_done", "start_time"]).groupby("trial_key", as_index=False).tail(1)
-        frame = frame.drop(columns="_done")
-    if spec_trials is not None:
-        seen = set(frame["trial_key"]) if not frame.empty else set()
-        missing = [{"trial_key": t["key"], "status": "MISSING", **t["axes"]}
-                   for t in spec_trials if t["key"] not in seen]
-        if not frame.empty and only_planned:
-            frame = frame[frame["trial_key"].isin({t["key"] for t in spec_trials})]
-        frame = pd.concat([frame, pd.DataFrame(missing)], ignore_index=True) if missing else frame
+    trials = _trial_runs(runs, parent, parent_ids, name)
+    if spec is not None and overrides:  # the spec planned again: exactly its trials
+        planned, only_planned = _replanned(plan_sweep(spec, target), tracker, exp.experiment_id), True
+    else:
+        planned, only_planned = _recorded_plan(tracker, parent, parent_ids)
+    frame = _with_missing(_frame(task, trials), planned, only_planned)
     if frame.empty:
         raise ConfigError(f"experiment {name!r} in {uri} has no trial runs")
     for axis in AXES:
@@ -161,20 +109,114 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids, _searches(parents, trials))
 
 
-def _searches(parents: List, trials: List) -> List[Dict]:
-    """The search results the parent runs of the reported trials recorded (newest first wins per arm)."""
-    from runners.tuning import SEARCH_TAG
+def _experiment(name: str, uri: str) -> Tuple[Tracker, Any, Task]:
+    """The store's experiment of the sweep ``name`` and its task; one-line errors if there is none."""
+    if not store_exists(uri):
+        raise ConfigError(f"no MLflow store at {uri} (run the sweep first, or pass --tracking-uri)")
+    tracker = Tracker(uri)
+    exp = tracker.get_experiment(name)
+    if exp is None:
+        raise ConfigError(f"experiment {name!r} does not exist in {uri}")
+    if TAG_SHAPE not in exp.tags:
+        raise ConfigError(f"experiment {name!r} in {uri} was not made by sobolev-sweep")
+    return tracker, exp, TASKS.get(json.loads(exp.tags[TAG_SHAPE])["task"])
 
+
+def _trial_runs(runs: List[Any], parent: str, parent_ids: List[str], name: str) -> List[Any]:
+    """The trial runs of ``parent`` (``all``, ``latest`` or a parent run id)."""
+    trials = [r for r in runs if r.data.tags.get(TAG_KIND) == KIND_TRIAL]
+    if parent == "all":
+        return trials
+    if parent == "latest":
+        if not parent_ids:
+            raise ConfigError(f"experiment {name!r} has no sweep run")
+        parent = parent_ids[-1]
+    elif parent not in parent_ids:
+        raise ConfigError(f"--parent {parent!r} is not a sweep run of {name!r}; known: {', '.join(parent_ids)}")
+    return [r for r in trials if r.data.tags.get(PARENT) == parent]
+
+
+def _replanned(plan: SweepPlan, tracker: Tracker, exp_id: str) -> List[TrialRecord]:
+    """The trials of a spec planned again; a tuned comparison's with the tuned values its searches recorded (the
+    untuned grid while some arm has no finished search: nothing of it was evaluated)."""
+    if plan.arms:
+        recorded = tracker.recorded_searches(exp_id, [a.key for a in plan.arms])
+        if len(recorded) == len(plan.arms):
+            plan = plan_sweep(plan.spec, plan.spec_path, tuned_values(plan.arms, recorded))
+    return [t.record() for t in plan.trials]
+
+
+def _recorded_plan(tracker: Tracker, parent: str, parent_ids: List[str]) -> Tuple[Optional[List[TrialRecord]],
+                                                                                   bool]:
+    """The trials the invocations recorded that they planned, and whether to keep only those: every
+    invocation's for ``all`` (trials none of them ran are MISSING), one invocation's exactly otherwise."""
+    if not parent_ids:
+        return None, False
+    if parent == "all":
+        plans: List[PlanRecord] = [p for p in (tracker.planned(i) for i in parent_ids) if p is not None]
+        return (merged_trials(plans) if plans else None), False
+    record = tracker.planned(parent_ids[-1] if parent == "latest" else parent)
+    return (list(record.trials) if record is not None else None), record is not None
+
+
+def _frame(task: Task, trials: List[Any]) -> pd.DataFrame:
+    """One row per trial key: its newest run, preferring a FINISHED one (a --rerun or a resumed sweep)."""
+    rows = []
+    for r in sorted(trials, key=lambda r: r.info.start_time):
+        p = r.data.params
+        row = {
+            "trial_key": r.data.tags.get(TAG_KEY),
+            "run_id": r.info.run_id,
+            "parent_run_id": r.data.tags.get(PARENT),
+            "status": r.info.status,
+            "start_time": r.info.start_time,
+            "failure": r.data.tags.get(TAG_FAILURE, ""),
+            "artifact_uri": r.info.artifact_uri,
+            "config": _config(task, p),
+            "curve": _curve(r.data.tags.get(TAG_EVALUATIONS)),
+        }
+        for key, value in p.items():
+            if key.startswith(AXIS):
+                row[key[len(AXIS):]] = _number(value)
+        row.update(r.data.metrics)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["_done"] = frame["status"] == "FINISHED"
+        frame = frame.sort_values(["_done", "start_time"]).groupby("trial_key", as_index=False).tail(1)
+        frame = frame.drop(columns="_done")
+    return frame
+
+
+def _with_missing(frame: pd.DataFrame, planned: Optional[List[TrialRecord]], only_planned: bool) -> pd.DataFrame:
+    """Planned trials without a run as rows of status ``MISSING``; with ``only_planned``, no other rows."""
+    if planned is None:
+        return frame
+    seen = set(frame["trial_key"]) if not frame.empty else set()
+    missing = [{"trial_key": t.key, "status": "MISSING", **t.axes} for t in planned if t.key not in seen]
+    if not frame.empty and only_planned:
+        frame = frame[frame["trial_key"].isin({t.key for t in planned})]
+    return pd.concat([frame, pd.DataFrame(missing)], ignore_index=True) if missing else frame
+
+
+def _searches(parents: List, trials: List) -> List[SearchResult]:
+    """The search results the parent runs of the reported trials recorded (newest first wins per arm)."""
     used = {r.data.tags.get(PARENT) for r in trials}
-    found: Dict[str, Dict] = {}
+    found: Dict[str, SearchResult] = {}
     for run in reversed(parents):
         if run.info.run_id not in used and used:
             continue
-        for tag, text in run.data.tags.items():
-            if tag.startswith(SEARCH_TAG):
-                result = json.loads(text)
-                found.setdefault(result["label"], result)
+        for result in search_results(run):
+            found.setdefault(result.label, result)
     return list(found.values())
+
+
+def _curve(text: Optional[str]) -> Optional[EvaluationCurve]:
+    """A run's evaluations against compute (None for runs of versions before it was recorded)."""
+    try:
+        return EvaluationCurve.from_json(text) if text else None
+    except (ValueError, KeyError, ConfigError):
+        return None
 
 
 def _config(task: Task, params: Dict[str, str]):

@@ -127,3 +127,29 @@ def picture_grid(ground_truth: np.ndarray, panels: Dict[tuple, Optional[np.ndarr
         fig.savefig(path, dpi=150)
         plt.close(fig)
     return Path(path)
+
+
+def compute_figure(curves: Sequence, metric: str, axis: str, title: str, paths: Sequence[Path]) -> List[Path]:
+    """Held-out metric against training compute (``axis``: FLOPs or seconds), one line per arm
+    (``analysis.compute.ArmCurve``): the mean over seeds and images with a ±1 std band, log x."""
+    with plt.rc_context(PAPER_STYLE):
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6))
+        others = iter(plt.get_cmap("tab10").colors)
+        colors = {m: MODEL_COLORS.get(m) or next(others) for m in sorted({c.model for c in curves})}
+        for c in curves:
+            color = colors[c.model]
+            ax.plot(c.x, c.mean, SUPERVISION_STYLE.get(c.supervision, "-."), color=color,
+                    label=f"{c.model} · {c.supervision}")
+            ax.fill_between(c.x, c.mean - c.std, c.mean + c.std, color=color, alpha=0.12, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("training FLOPs" if axis == "flops" else "training seconds (this machine)")
+        ax.set_ylabel(f"held-out {LABELS.get(metric, metric)}")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, lw=0.5)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+        written = []
+        for path in paths:
+            fig.savefig(path, dpi=200)
+            written.append(Path(path))
+        plt.close(fig)
+    return written

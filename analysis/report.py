@@ -1,13 +1,15 @@
 """``sobolev-sweep report``: tables, significance, curves and pictures of a sweep, from MLflow.
 
-Algorithm:
+Algorithm (``make_report``):
   1. Collect the trials (``analysis.collect``); count finished, failed and missing ones.
-  2. Check the request: metrics some run has, a sampling level that exists.
-  3. Per metric: the paper-style table at the level (LaTeX, CSV, Markdown) and the paired
-     val_der − val significance table.
-  4. Data-efficiency curves over every sampling level (overall and per dataset), PNG/PDF.
-  5. The picture grid of one dataset (images): ground truth and each model × supervision.
-  6. An index ``report.md``; everything is also logged to the sweep's parent run in MLflow.
+  2. Check the request: metrics some run has (default: the task's), a sampling level that exists.
+  3. Compute the content once (``compute``): a tuned comparison's tuned values; per metric the paper-style
+     table at the level and the paired val_der − val significance table; the data-efficiency curves (overall
+     and per dataset); the picture grid of one dataset; the first metric against compute (``analysis.compute``:
+     curves against FLOPs and seconds, the compute to reach given levels, and the comparison at equal compute
+     with the same tests); notes.
+  4. Write it with the writer of each requested format (``TEXT_WRITERS``: tex, csv, md; figures: png, pdf),
+     then the index ``report.md``; everything is also logged to the sweep's latest parent run in MLflow.
 """
 
 from __future__ import annotations
@@ -15,26 +17,34 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from analysis.collect import SweepResults, collect
-from analysis.figures import Curve, draw_curves, picture_grid
+from analysis.compute import (AXES, arm_curves, at_equal_compute, equal_compute_budget, target_levels, time_to_target,
+                              time_to_target_latex, time_to_target_markdown)
+from analysis.figures import Curve, compute_figure, draw_curves, picture_grid
 from analysis.significance import significance_latex, significance_markdown, significance_table
-from analysis.tables import LABELS, MODEL_ORDER, SUPERVISION_ORDER, build_table, ordered, to_frame, to_latex, to_markdown
+from analysis.tables import (LABELS, MODEL_ORDER, SUPERVISION_ORDER, ResultsTable, build_table, ordered, to_frame,
+                             to_latex, to_markdown)
 from analysis.tuned import tuned_caption, tuned_frame, tuned_latex, tuned_markdown
+from runners.store.layout import REPORT_FOLDER
+from runners.store.tracker import Tracker
 from sobolev.errors import ConfigError
 
-FORMATS = ("tex", "csv", "md", "png", "pdf")
+TEXT_FORMATS = ("tex", "csv", "md")
+FIGURE_FORMATS = ("png", "pdf")
+FORMATS = (*TEXT_FORMATS, *FIGURE_FORMATS)
 PAPER_LEVEL = "factor 4"
 
 
 @dataclass
 class ReportOptions:
     out: Path = Path("reports")
-    metrics: Sequence[str] = ("test_psnr", "test_ssim")
+    metrics: Optional[Sequence[str]] = None
+    """Metrics to tabulate; None: the task's held-out metrics (``Task.metrics``)."""
     formats: Sequence[str] = FORMATS
     factor: Optional[int] = None
     ratio: Optional[float] = None
@@ -46,6 +56,80 @@ class ReportOptions:
 
 
 @dataclass
+class MetricSection:
+    """One metric's table at the level and, with both val and val_der, its significance table."""
+
+    metric: str
+    table: ResultsTable
+    latex: str
+    significance: Optional[pd.DataFrame]
+
+
+@dataclass
+class ComputeSection:
+    """The first metric against compute (``analysis.compute``): curves, time to target, and the comparison at
+    the largest compute every arm reached."""
+
+    metric: str
+    curves: Dict[str, list]
+    """``flops`` and ``seconds`` → each arm's curve."""
+    targets: Dict[str, pd.DataFrame]
+    """``flops`` and ``seconds`` → time to target per arm and level."""
+    budget: Optional[float]
+    """FLOPs of the equal-compute comparison."""
+    equal: Optional[MetricSection]
+
+
+@dataclass
+class TunedSection:
+    frame: pd.DataFrame
+    caption: str
+    metric: str
+
+
+@dataclass(frozen=True)
+class CurvePlan:
+    """One data-efficiency figure: its file stem (each figure format adds its suffix), data, metric and title."""
+
+    stem: str
+    finished: pd.DataFrame
+    metric: str
+    title: str
+
+
+@dataclass
+class PictureGrid:
+    """Ground truth and each model × supervision of one dataset (lowest seed), as files of the runs."""
+
+    dataset: str
+    seed: int
+    ground_truth: np.ndarray
+    runs: Dict[tuple, Optional[pd.Series]]
+
+
+@dataclass
+class ReportContent:
+    """Everything a report says, computed once (step 3); the writers only render it."""
+
+    results: SweepResults
+    level: str
+    seeds: int
+    models: List[str]
+    supervisions: List[str]
+    datasets: List[str]
+    sections: List[MetricSection]
+    tuned: Optional[TunedSection]
+    curves: List[CurvePlan]
+    pictures: Optional[PictureGrid]
+    compute: Optional[ComputeSection] = None
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def tuned_note(self) -> str:
+        return ", every arm tuned with an equal budget (tuned.md)" if self.tuned is not None else ""
+
+
+@dataclass
 class Report:
     results: SweepResults
     level: str
@@ -54,8 +138,10 @@ class Report:
     latex: Dict[str, str] = field(default_factory=dict)
 
 
-def _check_request(results: SweepResults, opts: ReportOptions) -> str:
-    """Step 2: the metrics and the sampling level; returns the level label."""
+# -- 2. the request ----------------------------------------------------------------------------
+
+def check_request(results: SweepResults, opts: ReportOptions) -> tuple:
+    """Step 2: ``(metrics, level label)``."""
     finished = results.finished
     if finished.empty:
         counts = results.status_counts()
@@ -63,8 +149,9 @@ def _check_request(results: SweepResults, opts: ReportOptions) -> str:
                 if counts.get("MISSING") else "")
         summary = ", ".join(f"{k} {v}" for k, v in counts.items())
         raise ConfigError(f"experiment {results.name!r} has no finished runs ({summary}){hint}")
+    metrics = list(opts.metrics) if opts.metrics else list(results.task.metrics)
     known = sorted(c for c in finished.columns if c.startswith(("test_", "train_")) and finished[c].notna().any())
-    for metric in opts.metrics:
+    for metric in metrics:
         if metric not in known:
             raise ConfigError(f"--metric {metric!r}: no run of {results.name!r} has it; known: {', '.join(known)}")
     bad = sorted(set(opts.formats) - set(FORMATS))
@@ -75,16 +162,13 @@ def _check_request(results: SweepResults, opts: ReportOptions) -> str:
         level = f"factor {opts.factor}" if opts.factor is not None else f"ratio {opts.ratio:g}"
         if level not in levels:
             raise ConfigError(f"sampling level {level!r} has no finished run; known: {', '.join(levels)}")
-        return level
-    return PAPER_LEVEL if PAPER_LEVEL in levels else levels[len(levels) // 2]
+        return metrics, level
+    return metrics, PAPER_LEVEL if PAPER_LEVEL in levels else levels[len(levels) // 2]
 
 
-def make_report(target: str, opts: ReportOptions) -> Report:
-    results = collect(target, opts.tracking_uri, opts.parent, opts.overrides)  # 1
-    level = _check_request(results, opts)  # 2
-    report = Report(results, level)
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+# -- 3. the content -----------------------------------------------------------------------------
+
+def compute(results: SweepResults, metrics: Sequence[str], level: str, opts: ReportOptions) -> ReportContent:
     frame, finished = results.frame, results.finished
     datasets = ordered(frame["dataset"].dropna().unique(), [])
     models = ordered(frame["activation"].dropna().unique(), MODEL_ORDER)
@@ -92,120 +176,76 @@ def make_report(target: str, opts: ReportOptions) -> Report:
     at_level = finished[finished["sampling"] == level]
     planned_at_level = frame[frame["sampling"] == level]
     seeds = int(at_level["seed"].nunique())
-    counts = results.status_counts()
-    report.notes.append("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items()))
+    notes = ["trials: " + ", ".join(f"{v} {k.lower()}" for k, v in results.status_counts().items())]
     for axis, values in (("activation", models), ("supervision", sups), ("dataset", datasets)):
         if len(values) < 2:
-            report.notes.append(f"axis {axis} does not vary (only {values[0] if values else 'none'})")
-
-    md_parts = [f"# Report: sweep `{results.name}` ({results.task.name})", "",
-                f"Trials: {', '.join(f'{v} {k}' for k, v in counts.items())}. Tables at **{level}**, "
-                f"{seeds} seed(s).", ""]
-
-    def write(name: str, text: str) -> None:
-        path = out / name
-        path.write_text(text)
-        report.files.append(path)
-
-    tuned_note = ""
+            notes.append(f"axis {axis} does not vary (only {values[0] if values else 'none'})")
+    tuned = None
     if results.searches:  # a tuned comparison: its tuned values and budgets first
-        tuned, caption = tuned_frame(results.searches), tuned_caption(results.searches)
-        tuning_metric = results.searches[0].get("metric", "test_psnr")
-        md = tuned_markdown(tuned, tuning_metric, caption)
-        if "md" in opts.formats:
-            write("tuned.md", md)
-        if "csv" in opts.formats:
-            write("tuned.csv", tuned.to_csv(float_format="%.10g"))
-        if "tex" in opts.formats:
-            write("tuned.tex", tuned_latex(tuned, tuning_metric, caption))
-        md_parts += ["## Tuned values per arm", "", md, ""]
-        tuned_note = ", every arm tuned with an equal budget (tuned.md)"
-
-    # 3. tables and significance, per metric
-    for metric in opts.metrics:
+        tuned = TunedSection(tuned_frame(results.searches), tuned_caption(results.searches),
+                             results.searches[0].metric)
+    tuned_note = ", every arm tuned with an equal budget (tuned.md)" if tuned is not None else ""
+    both = "val" in sups and "val_der" in sups
+    if not both:
+        notes.append("significance needs both val and val_der runs: skipped")
+    sections = []
+    for metric in metrics:
         caption = (f"Sweep {results.name}: held-out {LABELS.get(metric, metric)} at {level}, "
                    + (f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed")
                    + f" ({len(at_level)}/{len(planned_at_level)} trials finished{tuned_note}).")
         table = build_table(at_level, metric, datasets, models, sups, caption)
-        latex = to_latex(table, label=f"tab:{results.name}-{metric}")
-        report.latex[metric] = latex
-        md_table = to_markdown(table)
-        if "tex" in opts.formats:
-            write(f"table_{metric}.tex", latex)
-        if "csv" in opts.formats:
-            write(f"table_{metric}.csv", to_frame(table).to_csv(float_format="%.10g"))
-        if "md" in opts.formats:
-            write(f"table_{metric}.md", md_table)
-        md_parts += [f"## {metric} at {level}", "", md_table, ""]
-        if "val" in sups and "val_der" in sups:
-            sig = significance_table(at_level, metric, models)
-            sig_md = significance_markdown(sig, metric, level, tuned_note)
-            if "csv" in opts.formats:
-                write(f"significance_{metric}.csv", sig.to_csv(index=False, float_format="%.10g"))
-            if "md" in opts.formats:
-                write(f"significance_{metric}.md", sig_md)
-            if "tex" in opts.formats:
-                write(f"significance_{metric}.tex", significance_latex(sig, metric, level, tuned_note))
-            md_parts += [sig_md, ""]
-        else:
-            report.notes.append("significance needs both val and val_der runs: skipped")
-
-    # 4. data-efficiency curves
-    figure_formats = [f for f in ("png", "pdf") if f in opts.formats]
-    if figure_formats:
-        if finished["fraction"].nunique() < 2:
-            report.notes.append("one sampling level only: no data-efficiency curve (the sampling axis does not vary)")
-        else:
-            curves = []
-            for metric in opts.metrics:
-                base = out / f"curve_{metric}"
-                curves.append(Curve(finished, metric, f"{results.name}: all datasets",
-                                    [base.with_suffix(f".{f}") for f in figure_formats]))
-                md_parts += [f"![{metric} curve]({base.name}.png)", ""] if "png" in figure_formats else []
-                for dataset in datasets:
-                    sub = finished[finished["dataset"] == dataset]
-                    if sub["fraction"].nunique() >= 2:
-                        curves.append(Curve(sub, metric, f"{results.name}: {dataset}",
-                                            [out / f"curve_{metric}_{dataset}.{f}" for f in figure_formats]))
-            report.files += draw_curves(curves)
-    # 5. picture grid
-    if "png" in opts.formats:
-        dataset = opts.dataset or datasets[0]
-        if dataset not in datasets:
-            raise ConfigError(f"--dataset {dataset!r}: not in the sweep; known: {', '.join(datasets)}")
-        path = _picture_grid(results, at_level, dataset, models, sups, level, out)
-        if path is not None:
-            report.files.append(path)
-            md_parts += [f"![pictures]({path.name})", ""]
-        else:
-            report.notes.append(f"picture grid: none for {dataset} (no finished run at {level}, or {results.task.name} "
-                                "trials are not one picture each; their runs keep their own plots)")
-
-    # 6. index, notes, MLflow
-    md_parts += ["## Notes", ""] + [f"- {n}" for n in report.notes]
-    failed = frame[frame["status"] != "FINISHED"]
-    if len(failed):
-        md_parts += ["", "## Trials not finished", "", "| trial | status | failure |", "|---|---|---|"]
-        for _, r in failed.iterrows():
-            name = f"{r['dataset']}/{r['activation']}/{r['supervision']}/{r['sampling']}/seed {r['seed']}"
-            md_parts.append(f"| {name} | {r['status']} | {r.get('failure') or ''} |")
-    write("report.md", "\n".join(md_parts) + "\n")
-    if opts.log_to_mlflow and results.latest_parent:
-        from runners.tracking import Tracker
-
-        Tracker(results.tracking_uri).client.log_artifacts(results.latest_parent, str(out), "report")
-        report.notes.append(f"logged to MLflow run {results.latest_parent} under report/")
-    return report
+        sections.append(MetricSection(metric, table, to_latex(table, label=f"tab:{results.name}-{metric}"),
+                                      significance_table(at_level, metric, models) if both else None))
+    curves: List[CurvePlan] = []
+    if finished["fraction"].nunique() < 2:
+        notes.append("one sampling level only: no data-efficiency curve (the sampling axis does not vary)")
+    else:
+        for metric in metrics:
+            curves.append(CurvePlan(f"curve_{metric}", finished, metric, f"{results.name}: all datasets"))
+            for dataset in datasets:
+                sub = finished[finished["dataset"] == dataset]
+                if sub["fraction"].nunique() >= 2:
+                    curves.append(CurvePlan(f"curve_{metric}_{dataset}", sub, metric, f"{results.name}: {dataset}"))
+    dataset = opts.dataset or datasets[0]
+    if dataset not in datasets:
+        raise ConfigError(f"--dataset {dataset!r}: not in the sweep; known: {', '.join(datasets)}")
+    pictures = _picture_runs(results, at_level, dataset, models, sups)
+    if pictures is None:
+        notes.append(f"picture grid: none for {dataset} (no finished run at {level}, or {results.task.name} trials "
+                     "are not one picture each; their runs keep their own plots)")
+    compute_section = _compute_section(results.name, at_level, metrics[0], models, sups, datasets, level, both, notes)
+    return ReportContent(results, level, seeds, models, sups, datasets, sections, tuned, curves, pictures,
+                         compute_section, notes)
 
 
-def _picture_grid(results: SweepResults, at_level: pd.DataFrame, dataset: str, models, sups, level: str,
-                  out: Path) -> Optional[Path]:
-    """Step 5: ground truth vs each prediction (lowest seed) from the runs' artifacts; None when the task's
-    predictions are not one picture (``Task.reference_picture``)."""
-    from PIL import Image
+def _compute_section(name: str, at_level: pd.DataFrame, metric: str, models, sups, datasets, level: str, both: bool,
+                     notes: List[str]) -> Optional[ComputeSection]:
+    """The first metric against compute at the level; None (with a note) without evaluation curves."""
+    curves = {axis: arm_curves(at_level, metric, axis) for axis in AXES}
+    if not curves["flops"]:
+        notes.append("no metric against compute: the trials recorded no evaluation curve (set trial.eval_every; "
+                     "runs of versions before 0.2 have none)")
+        return None
+    levels = target_levels(curves["flops"])
+    targets = {axis: time_to_target(curves[axis], levels) for axis in AXES}
+    budget = equal_compute_budget(at_level)
+    equal = None
+    frame = at_equal_compute(at_level, metric, budget) if budget else at_level.iloc[0:0]
+    if len(frame):
+        caption = (f"Sweep {name}: held-out {LABELS.get(metric, metric)} at {level} at equal compute, "
+                   f"{budget:.3g} training FLOPs per trial (the most every trial reached), mean ± std over seeds.")
+        table = build_table(frame, metric, datasets, models, sups, caption)
+        equal = MetricSection(metric, table, to_latex(table, label=f"tab:{name}-{metric}-equal-compute"),
+                              significance_table(frame, metric, models) if both else None)
+    else:
+        notes.append("equal compute: no evaluation of every arm at a common compute (evaluate more often: "
+                     "trial.eval_every)")
+    return ComputeSection(metric, curves, targets, budget, equal)
 
-    from runners.tracking import Tracker
 
+def _picture_runs(results: SweepResults, at_level: pd.DataFrame, dataset: str, models, sups) -> Optional[PictureGrid]:
+    """The runs of the picture grid (lowest seed); None when the task's predictions are not one picture
+    (``Task.reference_picture``) or nothing finished."""
     rows = at_level[at_level["dataset"] == dataset]
     if rows.empty:
         return None
@@ -215,23 +255,183 @@ def _picture_grid(results: SweepResults, at_level: pd.DataFrame, dataset: str, m
     gt = results.task.reference_picture(config) if config is not None else None
     if gt is None:
         return None
-    client = Tracker(results.tracking_uri).client
+    runs = {}
+    for model in models:
+        for sup in sups:
+            match = rows[(rows["activation"] == model) & (rows["supervision"] == sup)]
+            runs[(model, sup)] = None if match.empty else match.iloc[0]
+    return PictureGrid(dataset, seed, gt, runs)
+
+
+# -- 4. the writers -----------------------------------------------------------------------------
+
+def _compute_md(c: ReportContent) -> Dict[str, str]:
+    """The compute section (time to target, the equal-compute table and its test) in Markdown."""
+    k = c.compute
+    if k is None:
+        return {}
+    text = time_to_target_markdown(k.targets, k.metric, c.level)
+    if k.equal is not None:
+        text += "\n" + to_markdown(k.equal.table)
+        if k.equal.significance is not None:
+            text += "\n" + significance_markdown(k.equal.significance, k.metric, c.level, " at equal compute")
+    return {f"compute_{k.metric}.md": text}
+
+
+def _compute_csv(c: ReportContent) -> Dict[str, str]:
+    k = c.compute
+    if k is None:
+        return {}
+    frame = pd.concat([t.assign(compute=axis) for axis, t in k.targets.items()])
+    files = {f"time_to_target_{k.metric}.csv": frame.to_csv(index=False, float_format="%.10g")}
+    if k.equal is not None:
+        files[f"equal_compute_{k.metric}.csv"] = to_frame(k.equal.table).to_csv(float_format="%.10g")
+        if k.equal.significance is not None:
+            files[f"significance_equal_compute_{k.metric}.csv"] = k.equal.significance.to_csv(
+                index=False, float_format="%.10g")
+    return files
+
+
+def _compute_tex(c: ReportContent) -> Dict[str, str]:
+    k = c.compute
+    if k is None:
+        return {}
+    files = {f"time_to_target_{k.metric}.tex": time_to_target_latex(k.targets, k.metric, c.level)}
+    if k.equal is not None:
+        files[f"equal_compute_{k.metric}.tex"] = k.equal.latex
+        if k.equal.significance is not None:
+            files[f"significance_equal_compute_{k.metric}.tex"] = significance_latex(
+                k.equal.significance, k.metric, c.level, " at equal compute")
+    return files
+
+
+def _tex(c: ReportContent) -> Dict[str, str]:
+    files = {"tuned.tex": tuned_latex(c.tuned.frame, c.tuned.metric, c.tuned.caption)} if c.tuned else {}
+    for s in c.sections:
+        files[f"table_{s.metric}.tex"] = s.latex
+        if s.significance is not None:
+            files[f"significance_{s.metric}.tex"] = significance_latex(s.significance, s.metric, c.level, c.tuned_note)
+    files.update(_compute_tex(c))
+    return files
+
+
+def _csv(c: ReportContent) -> Dict[str, str]:
+    files = {"tuned.csv": c.tuned.frame.to_csv(float_format="%.10g")} if c.tuned else {}
+    for s in c.sections:
+        files[f"table_{s.metric}.csv"] = to_frame(s.table).to_csv(float_format="%.10g")
+        if s.significance is not None:
+            files[f"significance_{s.metric}.csv"] = s.significance.to_csv(index=False, float_format="%.10g")
+    files.update(_compute_csv(c))
+    return files
+
+
+def _md(c: ReportContent) -> Dict[str, str]:
+    files = {"tuned.md": tuned_markdown(c.tuned.frame, c.tuned.metric, c.tuned.caption)} if c.tuned else {}
+    for s in c.sections:
+        files[f"table_{s.metric}.md"] = to_markdown(s.table)
+        if s.significance is not None:
+            files[f"significance_{s.metric}.md"] = significance_markdown(s.significance, s.metric, c.level,
+                                                                        c.tuned_note)
+    files.update(_compute_md(c))
+    return files
+
+
+TEXT_WRITERS: Dict[str, Callable[[ReportContent], Dict[str, str]]] = {"tex": _tex, "csv": _csv, "md": _md}
+"""Format → the files (name → text) it writes of the content."""
+
+
+def draw_figures(c: ReportContent, formats: Sequence[str], out: Path) -> List[Path]:
+    """The curves in every figure format asked for (in worker processes), and the picture grid (PNG)."""
+    if not formats:
+        return []
+    curves = [Curve(k.finished, k.metric, k.title, [out / f"{k.stem}.{f}" for f in formats]) for k in c.curves]
+    files = draw_curves(curves)
+    if c.compute is not None:
+        for axis, arms in c.compute.curves.items():
+            files += compute_figure(arms, c.compute.metric, axis, f"{c.results.name}: {c.level}",
+                                    [out / f"compute_{c.compute.metric}_{axis}.{f}" for f in formats])
+    if "png" in formats and c.pictures is not None:
+        files.append(_draw_pictures(c, out))
+    return files
+
+
+def _draw_pictures(c: ReportContent, out: Path) -> Path:
+    """The picture grid, from each run's ``prediction.png`` (a lost file shows as a gap)."""
+    from PIL import Image
+
+    grid = c.pictures
+    client = Tracker(c.results.tracking_uri).client
     panels: Dict[tuple, Optional[np.ndarray]] = {}
     captions: Dict[tuple, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for model in models:
-            for sup in sups:
-                key = (model, sup)
-                match = rows[(rows["activation"] == model) & (rows["supervision"] == sup)]
-                if match.empty:
-                    panels[key] = None
-                    continue
-                run = match.iloc[0]
-                try:
-                    local = client.download_artifacts(run["run_id"], "prediction.png", tmp)
-                    panels[key] = np.asarray(Image.open(local))
-                except Exception:  # an artifact store that lost the file: show the gap, not a crash
-                    panels[key] = None
-                captions[key] = f"{run['test_psnr']:.2f} dB" if "test_psnr" in run else ""
-    return picture_grid(gt, panels, captions, models, sups, f"{results.name}: {dataset}, {level}, seed {seed}",
-                        out / f"pictures_{dataset}.png")
+        for key, run in grid.runs.items():
+            panels[key] = None
+            if run is None:
+                continue
+            try:
+                panels[key] = np.asarray(Image.open(client.download_artifacts(run["run_id"], "prediction.png", tmp)))
+            except Exception:  # an artifact store that lost the file: show the gap, not a crash
+                pass
+            captions[key] = f"{run['test_psnr']:.2f} dB" if "test_psnr" in run else ""
+    return picture_grid(grid.ground_truth, panels, captions, c.models, c.supervisions,
+                        f"{c.results.name}: {grid.dataset}, {c.level}, seed {grid.seed}",
+                        out / f"pictures_{grid.dataset}.png")
+
+
+def index(c: ReportContent, figures: Sequence[str]) -> str:
+    """``report.md``: every table in Markdown, the figures, the notes and the trials that did not finish."""
+    counts = c.results.status_counts()
+    parts = [f"# Report: sweep `{c.results.name}` ({c.results.task.name})", "",
+             f"Trials: {', '.join(f'{v} {k}' for k, v in counts.items())}. Tables at **{c.level}**, "
+             f"{c.seeds} seed(s).", ""]
+    md = _md(c)
+    if c.tuned is not None:
+        parts += ["## Tuned values per arm", "", md["tuned.md"], ""]
+    for s in c.sections:
+        parts += [f"## {s.metric} at {c.level}", "", md[f"table_{s.metric}.md"], ""]
+        if s.significance is not None:
+            parts += [md[f"significance_{s.metric}.md"], ""]
+        if "png" in figures and c.curves:
+            parts += [f"![{s.metric} curve](curve_{s.metric}.png)", ""]
+    if c.compute is not None:
+        k = c.compute
+        parts += [f"## {k.metric} against compute at {c.level}", "", md[f"compute_{k.metric}.md"], ""]
+        if "png" in figures:
+            parts += [f"![{k.metric} against FLOPs](compute_{k.metric}_flops.png)",
+                      f"![{k.metric} against seconds](compute_{k.metric}_seconds.png)", ""]
+    if "png" in figures and c.pictures is not None:
+        parts += [f"![pictures](pictures_{c.pictures.dataset}.png)", ""]
+    parts += ["## Notes", ""] + [f"- {n}" for n in c.notes]
+    frame = c.results.frame
+    failed = frame[frame["status"] != "FINISHED"]
+    if len(failed):
+        parts += ["", "## Trials not finished", "", "| trial | status | failure |", "|---|---|---|"]
+        for _, r in failed.iterrows():
+            name = f"{r['dataset']}/{r['activation']}/{r['supervision']}/{r['sampling']}/seed {r['seed']}"
+            parts.append(f"| {name} | {r['status']} | {r.get('failure') or ''} |")
+    return "\n".join(parts) + "\n"
+
+
+def make_report(target: str, opts: ReportOptions) -> Report:
+    """Steps 1–4."""
+    results = collect(target, opts.tracking_uri, opts.parent, opts.overrides)  # 1.
+    metrics, level = check_request(results, opts)  # 2.
+    content = compute(results, metrics, level, opts)  # 3.
+    report = Report(results, level, notes=list(content.notes))
+    report.latex = {s.metric: s.latex for s in content.sections}
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    texts: Dict[str, str] = {}
+    for fmt in (f for f in TEXT_FORMATS if f in opts.formats):  # 4.
+        texts.update(TEXT_WRITERS[fmt](content))
+    for name, text in texts.items():
+        (out / name).write_text(text)
+        report.files.append(out / name)
+    figures = [f for f in FIGURE_FORMATS if f in opts.formats]
+    report.files += draw_figures(content, figures, out)
+    (out / "report.md").write_text(index(content, figures))
+    report.files.append(out / "report.md")
+    if opts.log_to_mlflow and results.latest_parent:
+        Tracker(results.tracking_uri).client.log_artifacts(results.latest_parent, str(out), REPORT_FOLDER)
+        report.notes.append(f"logged to MLflow run {results.latest_parent} under {REPORT_FOLDER}/")
+    return report

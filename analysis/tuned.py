@@ -8,22 +8,23 @@ many failed, and the steps trained in all.
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import List
 
 import pandas as pd
 
 from analysis.tables import latex_escape
+from runners.store.records import SearchResult
 
 BUDGET = ["configurations", "completed", "stopped", "failed", "steps_trained"]
 
 
-def tuned_frame(searches: List[Dict]) -> pd.DataFrame:
+def tuned_frame(searches: List[SearchResult]) -> pd.DataFrame:
     """One row per arm (index: the arm's label)."""
-    fields = sorted({k for s in searches for k in s["values"]})
+    fields = sorted({k for s in searches for k in s.values})
     rows = []
     for s in searches:
-        rows.append({"arm": s["label"], **{f: s["values"].get(f) for f in fields}, "objective": s["objective"],
-                     **{b: s[b] for b in BUDGET}})
+        rows.append({"arm": s.label, **{f: s.values.get(f) for f in fields}, "objective": s.objective,
+                     **{b: getattr(s, b) for b in BUDGET}})
     return pd.DataFrame(rows).set_index("arm")
 
 
@@ -55,9 +56,9 @@ def tuned_latex(frame: pd.DataFrame, metric: str, caption: str) -> str:
     ]) + "\n"
 
 
-def tuned_caption(searches: List[Dict], spec_search: Dict | None = None) -> str:
-    members = searches[0]["members"] if searches else 0
-    budgets = {s["configurations"] for s in searches}
+def tuned_caption(searches: List[SearchResult]) -> str:
+    members = searches[0].members if searches else 0
+    budgets = {s.configurations for s in searches}
     budget = "/".join(str(b) for b in sorted(budgets))
     return (f"Every arm tuned with the same budget ({budget} configurations, each trained on {members} tuning "
             "member(s) as one network; best by the mean held-out metric on the tuning data), then evaluated with "

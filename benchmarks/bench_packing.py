@@ -47,7 +47,8 @@ def measure(sizes: Sequence[int], packs: Sequence[int], supervisions: Sequence[s
 
 
 def table(rates, peak, sizes, packs, supervisions, device: str, factor: int = 4) -> Table:
-    t = Table(title=f"packed trials, sine MLP 5×256, factor {factor} — {device_name(device)}, torch {torch.__version__}")
+    t = Table(title=f"packed trials, sine MLP 5×256, factor {factor} — {device_name(device)}, "
+                    f"torch {torch.__version__}")
     for col in ("image", "supervision", "K", "pack steps/s", "trial-steps/s", "vs K=1", "peak MB"):
         t.add_column(col, justify="right")
     for size in sizes:

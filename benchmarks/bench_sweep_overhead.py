@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
-from runners.tracking import TIME_PREFIX
+from runners.store.layout import TIME_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,8 @@ import typing
 from typing import (Annotated, Any, Callable, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Type,
                     TypeVar)
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import (AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, ValidationError,
+                      model_validator)
 
 from sobolev.errors import ConfigError
 
@@ -34,8 +35,9 @@ def _not_a_bool(value: Any) -> Any:
 
 Integer = Annotated[int, BeforeValidator(_not_a_bool)]
 """An ``int`` that refuses ``true``/``false`` (pydantic's lax mode would read them as 1/0)."""
-Number = Annotated[float, BeforeValidator(_not_a_bool)]
-"""A ``float`` that refuses ``true``/``false``."""
+Number = Annotated[float, BeforeValidator(_not_a_bool), AllowInfNan(False)]
+"""A finite ``float``: refuses ``true``/``false``, ``.inf``, ``-.inf`` and ``.nan`` (a learning rate of infinity
+diverges at its second step; no setting means anything there)."""
 
 
 def seed_in(bits: int) -> Callable[[int], int]:

@@ -38,7 +38,8 @@ def luma(image: torch.Tensor) -> torch.Tensor:
     return torch.einsum("c,chw->hw", w, image)[None]
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None, max_value: float = 1.0) -> float:
+def psnr(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None,
+         max_value: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB, over the samples where ``mask`` is True (all if None).
 
     Shape:

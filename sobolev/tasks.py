@@ -85,12 +85,25 @@ class Task:
     """Axes of the sampled grid: a trial trains on ``1 / factor ** dimensions`` of the samples."""
     packable: ClassVar[bool] = False
     """Trials of this task can share a batched network (``sobolev.trainers.packed``)."""
+    metrics: ClassVar[Tuple[str, ...]] = ("test_psnr", "test_ssim")
+    """The held-out metrics a trial of this task reports (what a report tabulates by default)."""
 
     # -- data ---------------------------------------------------------------------------------
     def resolve_dataset(self, entry: str) -> List[Dataset]:  # pragma: no cover - abstract
         """A dataset-axis entry as one or more datasets (a folder may expand); :class:`ConfigError` if
         it is none of the task's kinds of data."""
         raise NotImplementedError
+
+    def digest(self, source: str) -> Optional[str]:
+        """The content digest of a resolved dataset source (:attr:`Dataset.digest`, part of every trial key);
+        the worker computes it again before training, so data changed after planning is never trained under the
+        old key.  None: this task cannot tell (data it makes itself); the built-in tasks digest their files."""
+        return None
+
+    def planned_samples(self, config: Any) -> Optional[Tuple[int, str]]:
+        """The samples of the trial's signal when its config alone fixes them (an image's ``size``), with the
+        setting that does, so the planner can bound them before it opens the data; None otherwise."""
+        return None
 
     def inspect(self, config: Any) -> SignalInfo:  # pragma: no cover - abstract
         """Open the trial's data and check that the config fits it (e.g. the image size is a multiple

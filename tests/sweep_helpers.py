@@ -122,7 +122,7 @@ class MlflowServer:
                         return self
             except OSError:
                 if time.time() > deadline or self.process.poll() is not None:
-                    raise AssertionError((self.folder / "server.log").read_text()[-2000:])
+                    raise AssertionError((self.folder / "server.log").read_text()[-2000:]) from None
                 time.sleep(0.5)
 
     def stop(self) -> None:

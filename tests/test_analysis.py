@@ -1,11 +1,11 @@
 """Reports from a real MLflow store with known numbers, checked against hand computations."""
 
 import json
-import shutil
-import subprocess
 import math
 import re
+import shutil
 import statistics
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from scipy import stats
 
 from analysis.collect import collect
 from analysis.report import ReportOptions, make_report
-from runners.tracking import Tracker
+from runners.store.tracker import Tracker
 from sobolev.errors import ConfigError
 from tests.sweep_helpers import cli, one_line_error, sqlite_uri
 
@@ -60,7 +60,8 @@ def store(tmp_path_factory):
                                   "axis.seed": seed, "image": "astronaut", "size": 16, "factor": f, "ratio": None}
                         run, _ = tracker.open_child(exp, parent, key, key, params, {})
                         if (d, m, s, f, seed) == FAILED:
-                            tracker.set_tags(run.info.run_id, {"sobolev.failure": "trial diverged at step 3: loss is nan"})
+                            tracker.set_tags(run.info.run_id,
+                                             {"sobolev.failure": "trial diverged at step 3: loss is nan"})
                             tracker.finish(run.info.run_id, "FAILED")
                             continue
                         tracker.log_metrics(run.info.run_id, [{"step": 10, "test_psnr": psnr(d, m, s, f, seed),
@@ -168,7 +169,8 @@ def test_bad_requests_are_refused(store, tmp_path):
     _, uri = store
     with pytest.raises(ConfigError, match="experiment 'nope' does not exist"):
         collect("nope", uri)
-    with pytest.raises(ConfigError, match="--metric 'test_lpips': no run of 'known' has it; known: test_psnr, test_ssim"):
+    with pytest.raises(ConfigError,
+                       match="--metric 'test_lpips': no run of 'known' has it; known: test_psnr, test_ssim"):
         make_report("known", ReportOptions(out=tmp_path, tracking_uri=uri, metrics=["test_lpips"]))
     with pytest.raises(ConfigError, match="sampling level 'factor 8' has no finished run; known: factor 2, factor 4"):
         make_report("known", ReportOptions(out=tmp_path, tracking_uri=uri, factor=8))

@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from runners.safe_yaml import MAX_NODES, load_yaml
-from runners.search import SearchSettings
-from runners.spec import MAX_SPEC_BYTES, read_spec_text
+from runners.spec.load import MAX_SPEC_BYTES, read_spec_text
+from runners.spec.safe_yaml import MAX_NODES, load_yaml
+from runners.spec.search import SearchSettings
 from sobolev.data import load_image
 from sobolev.errors import ConfigError
 from sobolev.trainers import ImageRegressionConfig
@@ -143,6 +143,24 @@ def test_16_bit_images_keep_full_precision(tmp_path, fmt, mode):
     np.testing.assert_allclose(pixels.numpy(), values / 65535.0, atol=0.5 / 65535)
     assert len(np.unique(pixels.numpy())) > 256
     assert len(torch.unique(load_image(str(path), size=32).pixels)) > 256  # resized at 16 bits too
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_16_bit_colour_png_keeps_full_precision(tmp_path, alpha):
+    """Pillow reads a 16-bit colour PNG at 8 bits (every value a multiple of 257); pypng reads it whole."""
+    import png
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 65536, size=(24, 32, 4 if alpha else 3), dtype=np.uint16)
+    path = tmp_path / "deep-colour.png"
+    with path.open("wb") as fh:
+        png.Writer(32, 24, bitdepth=16, greyscale=False, alpha=alpha).write(fh, values.reshape(24, -1))
+    assert Image.open(path).mode in ("RGB", "RGBA")  # what Pillow alone would give
+    pixels = (load_image(str(path)).pixels.double() + 1) / 2
+    np.testing.assert_allclose(pixels.permute(1, 2, 0).numpy(), values[:, :, :3] / 65535.0, atol=0.5 / 65535)
+    assert np.any(values[:, :, :3] % 257)  # values 8 bits cannot hold, kept
+    resized = load_image(str(path), size=16).pixels
+    assert resized.shape == (3, 16, 16) and len(torch.unique(resized)) > 256  # resized at 16 bits too
 
 
 def test_32_bit_image_out_of_16_bit_range_is_refused(tmp_path):

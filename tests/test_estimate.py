@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from runners.estimate import ORCHESTRATION_SECONDS, SweepEstimate, calibrate, estimate_seconds, work_ratio
-from runners.plan import plan_sweep
-from runners.spec import load_spec
+from runners.plan.estimate import ORCHESTRATION_SECONDS, SweepEstimate, calibrate, estimate_seconds, work_ratio
+from runners.plan.planner import plan_sweep
+from runners.spec.load import load_spec
 
 SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
 

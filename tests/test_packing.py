@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from runners.plan import pack_trials, plan_sweep
-from runners.spec import load_spec
+from runners.plan.planner import plan_sweep
+from runners.plan.trials import pack_trials
+from runners.spec.load import load_spec
 from sobolev.errors import ConfigError, TrialDiverged
 from sobolev.jacobian import mlp_value_and_jacobian, value_and_input_jacobian
 from sobolev.models import AffineCoordinates, MLPConfig, stack_tensors
@@ -17,8 +18,8 @@ from sobolev.trainers import (
     TrialResult,
     check_packable,
 )
-from sobolev.trainers.packed import split_into_packs
 from sobolev.trainers.nerf import NerfConfig
+from sobolev.trainers.packed import split_into_packs
 
 SPECS = Path(__file__).resolve().parents[1] / "sweeps"
 

@@ -7,8 +7,9 @@ import time
 import pytest
 import yaml
 
-from runners.plan import plan_sweep
-from runners.spec import SpecError, load_spec
+from runners.plan.planner import plan_sweep
+from runners.spec.load import load_spec
+from sobolev.errors import ConfigError
 from tests.sweep_helpers import CLI, ENV, cli, client, one_line_error, runs, sqlite_uri
 
 SEARCH = {
@@ -103,6 +104,13 @@ def test_search_tunes_every_arm_with_its_budget_then_evaluates_the_best(tmp_path
     assert "| sine/val |" in tuned and "| sine/val_der |" in tuned and "configurations" in tuned
     assert f"{best['sine/val_der']['lr']:.4g}" in tuned
     assert "every arm tuned with an equal budget" in (tmp_path / "report" / "table_test_psnr.md").read_text()
+    # the spec planned again with --set (here a no-op override) plans its evaluation trials with the tuned values
+    # the searches recorded: the four trials that ran, none MISSING (without them, all four would be)
+    again = cli("report", str(path), "--set", "grid.seeds=[0, 1]", "--out", str(tmp_path / "again"), "--no-mlflow",
+                cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    index = (tmp_path / "again" / "report.md").read_text()
+    assert "Trials: 4 FINISHED." in index and "MISSING" not in index, index
     # again: the searches and the evaluation are found in MLflow, nothing runs
     before = len(runs(uri, "tuned"))
     again = cli("run", str(path), "--no-live", cwd=tmp_path, timeout=300)
@@ -118,7 +126,7 @@ def test_driver_killed_during_the_search_then_resumed_leaves_no_duplicates(tmp_p
     certain here, and the resume rebuilds the search from MLflow instead of restoring it."""
     import subprocess
 
-    from runners.tuning import tune_state_is_whole
+    from runners.engine.search_phase import tune_state_is_whole
 
     path = tuned_spec(tmp_path, steps=120, samples=4, scheduler=None)
     uri = sqlite_uri(tmp_path)
@@ -175,7 +183,7 @@ def test_driver_killed_during_the_search_then_resumed_leaves_no_duplicates(tmp_p
 ])
 def test_bad_search_blocks_are_refused_before_ray(tmp_path, override, message):
     path = tuned_spec(tmp_path)
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(ConfigError) as info:
         plan_sweep(load_spec(path, [override]), str(path))
     assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from runners.plan import plan_sweep
-from runners.spec import SpecError, load_spec
+from runners.plan.planner import plan_sweep
+from runners.spec.load import load_spec
+from sobolev.errors import ConfigError
 from tests.sweep_helpers import cli, one_line_error, write_spec
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
@@ -26,12 +27,13 @@ def test_data_efficiency_grid_size():
 
 
 def test_image_regression_spec_points_at_set5_and_explains(tmp_path):
-    with pytest.raises(SpecError, match=r"grid.datasets\[0\]: image 'data/Set5' not found"):
+    with pytest.raises(ConfigError, match=r"grid.datasets\[0\]: image 'data/Set5' not found"):
         plan_sweep(load_spec(SWEEPS / "image_regression.yaml"), "image_regression.yaml")
 
 
 def test_inverse_rendering_spec_points_at_llff_scenes():
-    with pytest.raises(SpecError, match=r"grid.datasets\[0\]: scene 'data/nerf_llff_data/fern' is not an LLFF folder"):
+    with pytest.raises(ConfigError,
+                       match=r"grid.datasets\[0\]: scene 'data/nerf_llff_data/fern' is not an LLFF folder"):
         plan_sweep(load_spec(SWEEPS / "inverse_rendering.yaml"), "inverse_rendering.yaml")
 
 
@@ -74,7 +76,7 @@ def test_overrides_include_exclude_and_extra_axes(tmp_path):
 )
 def test_bad_specs_name_file_and_key_path(tmp_path, override, message):
     path = write_spec(tmp_path)
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(ConfigError) as info:
         plan_sweep(load_spec(path, [override]), str(path))
     assert str(info.value).startswith(f"{path}: ")
     assert message in str(info.value)

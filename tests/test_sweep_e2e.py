@@ -37,7 +37,8 @@ def test_smoke_sweep_logs_every_trial_then_second_run_starts_none(tmp_path):
         # what the MLflow UI shows: a description, the dataset fitted, bookkeeping apart from the science
         dataset = run.data.params["axis.dataset"]
         assert run.data.tags["mlflow.note.content"] == (
-            f"sine network trained on the {'values and derivatives' if run.data.params['supervision'] == 'val_der' else 'values'}"
+            "sine network trained on the "
+            f"{'values and derivatives' if run.data.params['supervision'] == 'val_der' else 'values'}"
             f" of {dataset} (factor 4, seed 0)")
         previews = {a.path.split("+")[2] for a in c.list_artifacts(run.info.run_id, "images")
                     if a.path.startswith("images/prediction+step+") and a.path.endswith(".png")}
@@ -150,14 +151,15 @@ def test_nerf_sweep_on_the_builtin_scene(tmp_path):
     assert len(kids) == 4 and all(r.info.status == "FINISHED" for r in kids)
     c = client(sqlite_uri(tmp_path))
     for run in kids:
-        assert {"views.png", "depth.png", "flythrough.gif", "config.yaml"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
+        artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
+        assert {"views.png", "depth.png", "flythrough.gif", "config.yaml"} <= artifacts
 
 
 def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path):
     """--pack 4: two packs of two (val / val_der); one member diverges, every pack fails once at step 25
     and resumes from its step-20 checkpoint; each trial still gets its own run and its solo result."""
-    from runners.plan import plan_sweep
-    from runners.spec import load_spec
+    from runners.plan.planner import plan_sweep
+    from runners.spec.load import load_spec
 
     path = write_spec(tmp_path, grid__activations=["relu"], grid__extra={"lr": [1e-4, 1e9]})
     proc = cli("run", str(path), "--pack", "4", "--no-live", cwd=tmp_path, env=fail_once_at(25))

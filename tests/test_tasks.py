@@ -16,9 +16,10 @@ import torch
 from pydantic import Field
 
 from analysis.collect import collect
-from runners.plan import plan_sweep
-from runners.spec import parse_spec
-from runners.sweep import SweepOptions, run_sweep
+from runners.engine.invocation import SweepOptions
+from runners.engine.sweep import run_sweep
+from runners.plan.planner import plan_sweep
+from runners.spec.schema import parse_spec
 from sobolev.config import Integer
 from sobolev.errors import ConfigError
 from sobolev.metrics import audio_psnr, held_out_mask

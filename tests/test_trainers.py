@@ -1,8 +1,8 @@
 """Trainer behaviour on real data, real torch: learning, resume, divergence, callbacks."""
 
+import numpy as np
 import pytest
 import scipy.io.wavfile
-import numpy as np
 import torch
 
 from sobolev.errors import ConfigError, TrialDiverged
@@ -81,7 +81,8 @@ def test_checkpoint_of_another_trial_is_refused(tmp_path):
 
 def test_callback_sees_every_log_interval_and_the_end():
     seen = []
-    image_config(steps=30, log_every=10, size=32, eval_every=15).setup().fit(lambda p: seen.append((p.step, p.final, dict(p.metrics))))
+    trainer = image_config(steps=30, log_every=10, size=32, eval_every=15).setup()
+    trainer.fit(lambda p: seen.append((p.step, p.final, dict(p.metrics))))
     assert [(s, f) for s, f, _ in seen] == [(10, False), (20, False), (30, True)]
     assert "test_psnr" in seen[-1][2] and "loss" in seen[0][2]
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from runners.plan import plan_sweep, trial_key
-from runners.spec import load_spec
+from runners.plan.planner import plan_sweep
+from runners.plan.trials import trial_key
+from runners.spec.load import load_spec
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 

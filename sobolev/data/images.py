@@ -2,7 +2,8 @@
 
 A source is a built-in name, a PNG/JPEG path, or a Set5-style folder ``<root>/HR/<name>.png``
 (which expands to its images, sorted by name, so the paper's Set5 table runs unchanged).
-Files keep their precision: 8-bit images are scaled by 1/255, 16-bit grayscale by 1/65535.
+Files keep their precision: 8-bit images are scaled by 1/255, 16-bit ones (grayscale, and colour PNGs through
+pypng, which Pillow would read at 8 bits) by 1/65535.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ BUILTIN_IMAGES: Registry[Callable[[], np.ndarray]] = Registry("built-in image")
 DEFAULT_BUILTIN_SIZE = 256
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-"""Pillow's modes of 16-bit grayscale (Pillow reads 16-bit colour PNGs as 8-bit ``RGB``)."""
+"""Pillow's modes of 16-bit grayscale (Pillow reads 16-bit colour PNGs as 8-bit ``RGB``: pypng reads those)."""
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -108,8 +109,36 @@ def open_image(path: Path) -> Image.Image:
         raise ConfigError(f"cannot read image {str(path)!r}: {exc}") from None
 
 
+def _sixteen_bit_colour_png(path: Path) -> Optional[np.ndarray]:
+    """A 16-bit colour PNG read at full precision by pypng (Pillow reads these as 8-bit ``RGB``), ``(H, W, 3)``
+    uint16 (alpha dropped); None for any other file.  Pillow's decompression-bomb limit holds here too."""
+    import png
+
+    try:
+        reader = png.Reader(filename=str(path))
+        reader.preamble()
+    except (png.Error, OSError, ValueError):
+        return None  # not a PNG (or not one pypng reads): Pillow decides
+    if reader.bitdepth != 16 or not reader.color_type & 2:  # colour type 2 (RGB) or 6 (RGBA)
+        return None
+    pixels = reader.width * reader.height
+    if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
+        raise ConfigError(f"cannot read image {str(path)!r}: {pixels} pixels is over the limit of "
+                          f"{Image.MAX_IMAGE_PIXELS} (a decompression bomb?)")
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    except (png.Error, OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read image {str(path)!r}: {exc}") from None
+    return array.reshape(height, width, info["planes"])[:, :, :3]
+
+
 def _read_file(path: Path) -> np.ndarray:
-    """Pixels ``(H, W[, 3])``: uint8, or uint16 for a 16-bit grayscale image (kept at full precision)."""
+    """Pixels ``(H, W[, 3])``: uint8, or uint16 for a 16-bit image (grayscale or colour, kept at full
+    precision)."""
+    colour16 = _sixteen_bit_colour_png(path)
+    if colour16 is not None:
+        return colour16
     img = open_image(path)
     if img.mode in SIXTEEN_BIT_MODES:
         return np.asarray(img).astype(np.uint16)
@@ -130,6 +159,10 @@ def center_crop_resize(array: np.ndarray, size: int) -> np.ndarray:
     square = array[top : top + side, left : left + side]
     if side == size:
         return square
+    if square.dtype == np.uint16 and square.ndim == 3:  # Pillow has no 16-bit colour mode: channel by channel
+        channels = [np.asarray(Image.fromarray(square[:, :, c].astype(np.float32), mode="F")
+                               .resize((size, size), Image.LANCZOS)) for c in range(square.shape[2])]
+        return np.clip(np.rint(np.stack(channels, axis=2)), 0, 65535).astype(np.uint16)
     return np.asarray(Image.fromarray(square).resize((size, size), Image.LANCZOS))
 
 

@@ -32,5 +32,6 @@ def resolve_scene(spec: str, width: int = 252) -> Path:
         return root
     path = Path(spec).expanduser()
     if not path.exists():
-        raise ConfigError(f"scene {spec!r} not found: not an LLFF folder or a built-in scene ({', '.join(BUILTIN_SCENES)})")
+        raise ConfigError(f"scene {spec!r} not found: not an LLFF folder or a built-in scene "
+                          f"({', '.join(BUILTIN_SCENES)})")
     return path.resolve()

@@ -13,7 +13,7 @@ Algorithm:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, List, Optional
+from typing import ClassVar, List, Optional, Tuple
 
 import torch
 from pydantic import Field
@@ -115,19 +115,23 @@ class AudioTask(Task):
     clips or WAV files."""
 
     name: ClassVar[str] = "audio"
+    metrics: ClassVar[Tuple[str, ...]] = ("test_psnr",)
     config_class = AudioRegressionConfig
     dimensions: ClassVar[int] = 1
     packable: ClassVar[bool] = True
 
     def resolve_dataset(self, entry: str) -> List[Dataset]:
         if entry in BUILTIN_CLIPS:
-            return [Dataset(entry, entry, f"builtin:{entry}")]
+            return [Dataset(entry, entry, self.digest(entry))]
         path = Path(entry).expanduser()
         if not path.is_file():
             raise ConfigError(f"audio {entry!r} not found: not a WAV file or a built-in clip "
                               f"({', '.join(BUILTIN_CLIPS.names())})")
         absolute = str(path.resolve())
-        return [Dataset(path.stem, absolute, file_digest(absolute))]
+        return [Dataset(path.stem, absolute, self.digest(absolute))]
+
+    def digest(self, source: str) -> str:
+        return f"builtin:{source}" if source in BUILTIN_CLIPS else file_digest(source)
 
     def inspect(self, config: AudioRegressionConfig) -> SignalInfo:
         n = load_audio(config.audio, config.duration).num_samples

@@ -29,8 +29,10 @@ import torch
 from torch import nn
 
 from sobolev.errors import ConfigError, TrialDiverged
+from sobolev.flops import count_flops, random_state_kept
 from sobolev.jacobian import choose_impl, mlp_value_and_jacobian, value_and_input_jacobian
 from sobolev.losses import SUPERVISIONS, LossTerms, sobolev_loss
+from sobolev.numerics import flush_denormals
 
 CHECKPOINT_FORMAT = 1
 # Fields that may change between a checkpoint and its resumption (train longer, log differently).
@@ -66,6 +68,8 @@ class TrialResult:
     extras: Dict[str, Any] = field(default_factory=dict)
     eval_seconds: float = 0.0
     """Time spent evaluating (periodic held-out metrics and the final evaluation), not training."""
+    step_flops: int = 0
+    """FLOPs of one training step (``sobolev.flops``); ``steps × step_flops`` were spent training."""
 
     @property
     def task(self) -> str:
@@ -87,6 +91,8 @@ class TrialResult:
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
             "steps_per_second": self.steps_per_second,
+            "flops_per_step": self.step_flops,
+            "train_flops": self.steps * self.step_flops,
             "config": self.config.model_dump(),
         }
 
@@ -135,17 +141,21 @@ class RegressionTrainer:
         check_device(config.device)
         self.config = config
         self.device = torch.device(config.device)
+        if self.device.type == "cpu":  # before any parallel op creates this thread's pool (sobolev.numerics)
+            flush_denormals()
         self.supervision = SUPERVISIONS.get(config.supervision)
         self.step = 0
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.history: List[Dict[str, float]] = []
+        self.step_flops: Optional[int] = None
+        """FLOPs of one training step, once :meth:`measure_flops` has counted them."""
+        self.evaluation_flops: Optional[int] = None
+        """FLOPs of one periodic evaluation, counted on the first one."""
         self.last_evaluation: Optional[TrialResult] = None
         """The latest evaluation: a periodic one (``eval_every``, no derivatives) or the final one (``finish``)."""
         seed_everything(config.seed)
         self.setup()  # subclass: data, targets, model (seeded)
-        if self.device.type == "cpu":  # Gauss and WIRE underflow into denormals, 10-50x slower unless flushed
-            torch.set_flush_denormal(bool(getattr(self.model, "flush_denormals", False)))
         self.model.to(self.device)
         self.train_coords = self.train_coords.to(self.device)
         self.train_values = self.train_values.to(self.device)
@@ -255,6 +265,31 @@ class RegressionTrainer:
         )
         return terms.total, terms.value, terms.derivative
 
+    def compute_spent(self) -> Dict[str, float]:
+        """What the training so far cost, recorded beside every held-out evaluation (so a chart can put the
+        metric against compute): FLOPs (:attr:`train_flops`) and seconds."""
+        return {"train_flops": float(self.train_flops), "train_seconds": self.train_seconds}
+
+    def step_loss(self) -> torch.Tensor:
+        """The total loss of one training step, computed eagerly (what :meth:`measure_flops` counts)."""
+        return self.loss_parts()[0]
+
+    def measure_flops(self) -> int:
+        """FLOPs of one training step, counted on this trial's own step (``sobolev.flops``): its loss and backward
+        pass run eagerly, and its parameters, gradients and random streams are left as they were.  Counted once;
+        an evaluation's FLOPs are counted on the first periodic evaluation (:attr:`evaluation_flops`)."""
+        if self.step_flops is None:
+            with random_state_kept(self.device):
+                self.step_flops = count_flops(lambda: self.step_loss().backward())
+            for p in self.model.parameters():
+                p.grad = None
+        return self.step_flops
+
+    @property
+    def train_flops(self) -> int:
+        """Training FLOPs spent so far: every step costs the same."""
+        return self.step * self.measure_flops()
+
     def optimise(self, terms) -> Dict[str, float]:
         """Step 3: stop on a NaN/inf loss, else one Adam step; returns the losses as floats."""
         loss = float(terms.total.detach())
@@ -266,6 +301,7 @@ class RegressionTrainer:
 
     def fit(self, callback: Optional[Callback] = None) -> TrialResult:
         """Train until ``config.steps`` (continuing from a restored step) and evaluate."""
+        self.measure_flops()
         while not self.done:
             t0 = time.perf_counter()
             losses = self.training_step()
@@ -285,8 +321,13 @@ class RegressionTrainer:
             record = {"step": float(self.step), **losses}
             if eval_every and self.step % eval_every == 0 and self.step < total:  # the last step: finish()
                 t0 = time.perf_counter()
-                self.last_evaluation = self.evaluate(with_gradients=False)
+                if self.evaluation_flops is None:
+                    self.evaluation_flops = count_flops(lambda: setattr(self, "last_evaluation",
+                                                                        self.evaluate(with_gradients=False)))
+                else:
+                    self.last_evaluation = self.evaluate(with_gradients=False)
                 record.update(self.last_evaluation.metrics)
+                record.update(self.compute_spent())
                 self.eval_seconds += time.perf_counter() - t0
             self.history.append(record)
             if callback is not None and self.step < total:
@@ -301,11 +342,11 @@ class RegressionTrainer:
         result.eval_seconds = self.eval_seconds
         self.last_evaluation = result
         if self.config.eval_every and self.history and self.history[-1]["step"] == self.step:
-            self.history[-1].update(result.metrics)  # the result's history holds the same records
+            self.history[-1].update({**result.metrics, **self.compute_spent()})  # the result's history: the same
         if callback is not None:
             last = self.history[-1] if self.history else {"step": float(self.step)}
-            callback(Progress(self.step, self.config.steps, {**last, **result.metrics}, self.train_seconds, self,
-                              final=True))
+            callback(Progress(self.step, self.config.steps, {**last, **result.metrics, **self.compute_spent()},
+                              self.train_seconds, self, final=True))
         return result
 
     # -- evaluation helpers ---------------------------------------------------------------
@@ -317,6 +358,7 @@ class RegressionTrainer:
             history=list(self.history),
             steps=self.step,
             train_seconds=self.train_seconds,
+            step_flops=self.step_flops or 0,
             **signals,
         )
 

@@ -61,6 +61,10 @@ class RegressionConfig(Settings):
     """``full``: targets from the full signal (the paper); ``subsampled``: from the training samples alone."""
     steps: Integer = Field(50_000, ge=1)
     """Adam steps, full batch."""
+    budget_flops: Optional[Number] = Field(None, gt=0)
+    """Give the training budget in FLOPs instead of steps: the trial trains ``floor(budget_flops / FLOPs of a
+    step)`` steps, a step's FLOPs counted on the trial's own step (``sobolev.flops``), so that every arm of a
+    comparison gets the same compute (``val`` about 3× the steps of ``val_der``).  Exclusive with ``steps``."""
     lr: Number = Field(1e-4, gt=0)
     """Constant learning rate."""
     seed: Seed = 0
@@ -81,6 +85,7 @@ class RegressionConfig(Settings):
     trial key changed."""
 
     identity_aliases: ClassVar[Mapping[str, Mapping[Any, Any]]] = {"compile": {"auto": False}}
+    added_fields = frozenset({"budget_flops"})
 
     @field_validator("compile", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ Algorithm:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, List, Optional
+from typing import ClassVar, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -173,12 +173,18 @@ class ImageTask(Task):
 
     def resolve_dataset(self, entry: str) -> List[Dataset]:
         if entry in BUILTIN_IMAGES:
-            return [Dataset(entry, entry, f"builtin:{entry}")]
+            return [Dataset(entry, entry, self.digest(entry))]
         out = []
         for source in resolve_images(entry):  # a Set5-style folder gives one dataset per image
             absolute = str(Path(source).expanduser().resolve())
-            out.append(Dataset(Path(source).stem, absolute, file_digest(absolute)))
+            out.append(Dataset(Path(source).stem, absolute, self.digest(absolute)))
         return out
+
+    def digest(self, source: str) -> str:
+        return f"builtin:{source}" if source in BUILTIN_IMAGES else file_digest(source)
+
+    def planned_samples(self, config: ImageRegressionConfig) -> Optional[Tuple[int, str]]:
+        return (config.size ** 2, "size") if config.size is not None else None
 
     def inspect(self, config: ImageRegressionConfig) -> SignalInfo:
         signal = load_image(config.image, config.size, config.grayscale)

@@ -174,6 +174,15 @@ class NerfTrainer(RegressionTrainer):
         cfg: NerfConfig = self.config
         for group in self.optimizer.param_groups:  # step 4: the paper's exponential decay
             group["lr"] = cfg.lr * 0.1 ** (self.step / cfg.lr_decay_steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.optimise(self.step_terms())
+
+    def step_loss(self) -> torch.Tensor:
+        return self.step_terms().total
+
+    def step_terms(self):
+        """One step's loss on a random batch of rays (what :meth:`training_step` optimises)."""
+        cfg: NerfConfig = self.config
         n = self.train_coords.shape[0]
         idx = torch.randint(0, n, (cfg.rays,), device=self.device)
         pixels = self.train_coords[idx]
@@ -184,14 +193,12 @@ class NerfTrainer(RegressionTrainer):
         def colour(px: torch.Tensor) -> torch.Tensor:
             return self.render_pixels(px, poses, depths, noise)["rgb"]
 
-        self.optimizer.zero_grad(set_to_none=True)
         if self.supervision.uses_derivatives:
             rgb, jac = value_and_input_jacobian(colour, pixels, create_graph=True)
             target_jac = self.train_jacobian[idx]
         else:
             rgb, jac, target_jac = colour(pixels), None, None
-        terms = sobolev_loss(cfg.supervision, rgb, self.train_values[idx], jac, target_jac, cfg.lambda_der)
-        return self.optimise(terms)
+        return sobolev_loss(cfg.supervision, rgb, self.train_values[idx], jac, target_jac, cfg.lambda_der)
 
     # -- step 5 ---------------------------------------------------------------------------
     def render_view(self, pose: torch.Tensor, with_jacobian: bool = False) -> Dict[str, torch.Tensor]:
@@ -269,12 +276,16 @@ class NerfTask(Task):
 
     def resolve_dataset(self, entry: str) -> List[Dataset]:
         if entry in BUILTIN_SCENES:
-            return [Dataset(entry, entry, f"builtin:{entry}")]
+            return [Dataset(entry, entry, self.digest(entry))]
         path = Path(entry).expanduser()
         if not (path / "poses_bounds.npy").is_file():
             raise ConfigError(f"scene {entry!r} is not an LLFF folder (no poses_bounds.npy) or a built-in scene "
                               f"({', '.join(BUILTIN_SCENES)})")
-        return [Dataset(path.resolve().name, str(path.resolve()), file_digest(path / "poses_bounds.npy"))]
+        return [Dataset(path.resolve().name, str(path.resolve()), self.digest(str(path.resolve())))]
+
+    def digest(self, source: str) -> str:
+        """A scene folder's camera poses (``poses_bounds.npy``): what the trial keys of earlier versions hash."""
+        return f"builtin:{source}" if source in BUILTIN_SCENES else file_digest(Path(source) / "poses_bounds.npy")
 
     def inspect(self, config: NerfConfig) -> SignalInfo:
         scene = load_llff(resolve_scene(config.scene, config.scene_width), config.downsample, llffhold=config.llffhold)

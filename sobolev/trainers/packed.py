@@ -153,7 +153,7 @@ class PackedTrainer:
         rows = parts.tolist()  # 4. one synchronisation for the whole pack
         losses: Dict[int, Dict[str, float]] = {}
         diverged: Dict[int, TrialDiverged] = {}
-        for j, (i, s, m, (total, v, dv)) in enumerate(zip(active, sups, members, rows)):
+        for i, s, m, (total, v, dv) in zip(active, sups, members, rows):
             if not math.isfinite(total):
                 diverged[i] = TrialDiverged(m.step + 1, total)
                 continue
@@ -185,6 +185,8 @@ class PackedTrainer:
                 end(0, result)
             return [outcomes[0]]
 
+        for m in self.members:  # each member's own step, counted as if alone (a batched step costs K of them)
+            m.measure_flops()
         for i, m in enumerate(self.members):  # restored past its last step: only evaluate
             if m.done:
                 end(i, m.finish(_for_member(callback, i)))

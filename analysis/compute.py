@@ -1,0 +1,178 @@
+"""Equal compute: the held-out metric against the training FLOPs and seconds each trial spent.
+
+Every trial records its held-out metrics at each evaluation with the FLOPs and seconds spent by then
+(``runners.store.records.EvaluationCurve``, read by ``analysis.collect`` into the ``curve`` column).  From them:
+
+1. **Curves** (``arm_curves``): per arm (model × supervision), each trial's metric interpolated (linearly in
+   log-compute) on a common log-spaced grid inside the range it covers; mean and spread over the trials (seeds
+   and images) where at least half of them are defined.
+2. **Time to target** (``time_to_target``): the compute each arm's mean curve needed to first reach given levels
+   of the metric (linear interpolation between evaluations); "not reached" where it did not.
+3. **Equal compute** (``at_equal_compute``): the largest compute every arm reached (the smallest of the arms'
+   final compute, each arm's by its mean over trials), and every trial's metric interpolated there: the frame the
+   report's paired val_der − val test (``analysis.significance``) takes, as it takes the final metrics at equal
+   steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from runners.store.records import EvaluationCurve
+
+AXES = {"flops": "train_flops", "seconds": "train_seconds"}
+"""What compute is measured in: FLOPs (machine-independent) or seconds (this machine's)."""
+GRID_POINTS = 48
+
+
+def _xy(curve: EvaluationCurve, x: str, metric: str) -> Tuple[np.ndarray, np.ndarray]:
+    cols = list(curve.columns)
+    if x not in cols or metric not in cols or not curve.rows:
+        return np.array([]), np.array([])
+    rows = np.asarray(curve.rows, dtype=float)
+    xs, ys = rows[:, cols.index(x)], rows[:, cols.index(metric)]
+    keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0)
+    order = np.argsort(xs[keep], kind="stable")
+    return xs[keep][order], ys[keep][order]
+
+
+def value_at(curve: EvaluationCurve, x: str, metric: str, at: float) -> float:
+    """The metric at compute ``at`` (linear in log-compute between evaluations); NaN outside the curve's range."""
+    xs, ys = _xy(curve, x, metric)
+    if not len(xs) or at < xs[0] or at > xs[-1]:
+        return math.nan
+    return float(np.interp(math.log(at), np.log(xs), ys))
+
+
+def first_reach(xs: np.ndarray, ys: np.ndarray, level: float) -> float:
+    """The compute at which ``ys`` first reaches ``level`` (interpolated between the two evaluations around the
+    crossing); NaN if it never does."""
+    above = np.nonzero(ys >= level)[0]
+    if not len(above):
+        return math.nan
+    i = int(above[0])
+    if i == 0:
+        return float(xs[0])
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return float(x0 + (level - y0) / (y1 - y0) * (x1 - x0)) if y1 != y0 else float(x1)
+
+
+@dataclass(frozen=True)
+class ArmCurve:
+    """One arm's metric against compute: a log-spaced grid and the mean and std over its trials."""
+
+    model: str
+    supervision: str
+    x: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    trials: int
+
+
+def _with_curves(finished: pd.DataFrame) -> pd.DataFrame:
+    if "curve" not in finished:
+        return finished.iloc[0:0]
+    return finished[finished["curve"].map(lambda c: isinstance(c, EvaluationCurve) and bool(c.rows))]
+
+
+def arm_curves(finished: pd.DataFrame, metric: str, axis: str = "flops") -> List[ArmCurve]:
+    """Step 1: per arm, the trials' curves on a common log-spaced grid (mean ± std where at least half of the
+    arm's trials are defined)."""
+    x = AXES[axis]
+    data = _with_curves(finished)
+    out = []
+    for (model, sup), group in data.groupby(["activation", "supervision"], sort=True):
+        curves = [_xy(c, x, metric) for c in group["curve"]]
+        curves = [(xs, ys) for xs, ys in curves if len(xs)]
+        if not curves:
+            continue
+        low, high = min(xs[0] for xs, _ in curves), max(xs[-1] for xs, _ in curves)
+        grid = np.geomspace(low, high, GRID_POINTS) if high > low else np.array([low])
+        values = np.full((len(curves), len(grid)), np.nan)
+        for k, (xs, ys) in enumerate(curves):
+            inside = (grid >= xs[0]) & (grid <= xs[-1])
+            values[k, inside] = np.interp(np.log(grid[inside]), np.log(xs), ys)
+        defined = np.sum(np.isfinite(values), axis=0)
+        keep = defined >= max(1, math.ceil(len(curves) / 2))
+        with np.errstate(invalid="ignore"):
+            mean = np.nanmean(values[:, keep], axis=0)
+            std = np.nanstd(values[:, keep], axis=0)
+        out.append(ArmCurve(model, sup, grid[keep], mean, std, len(curves)))
+    return out
+
+
+def target_levels(curves: Sequence[ArmCurve], count: int = 3) -> List[float]:
+    """Levels worth a time-to-target table: evenly spaced between the worst and the best arm's final mean (the
+    best itself excluded: only one arm reaches it), rounded to a tenth."""
+    finals = [c.mean[-1] for c in curves if len(c.mean)]
+    if len(finals) < 2:
+        return []
+    low, high = min(finals), max(finals)
+    return [round(low + (high - low) * (k + 1) / (count + 1), 1) for k in range(count)]
+
+
+def time_to_target(curves: Sequence[ArmCurve], levels: Sequence[float]) -> pd.DataFrame:
+    """Step 2: rows model, supervision; one column per level: the compute its mean curve needed (NaN: not
+    reached)."""
+    rows = []
+    for c in curves:
+        rows.append({"model": c.model, "supervision": c.supervision,
+                     **{f"{level:g}": first_reach(c.x, c.mean, level) for level in levels}})
+    return pd.DataFrame(rows)
+
+
+def equal_compute_budget(finished: pd.DataFrame, axis: str = "flops") -> Optional[float]:
+    """The largest compute every arm reached: the smallest compute any trial reached by its last evaluation."""
+    ends = [xs[-1] for xs, _ in (_xy(c, AXES[axis], c.columns[-1]) for c in _with_curves(finished)["curve"])
+            if len(xs)]
+    return float(min(ends)) if ends else None
+
+
+def at_equal_compute(finished: pd.DataFrame, metric: str, budget: float, axis: str = "flops") -> pd.DataFrame:
+    """Step 3: the finished trials with ``metric`` replaced by its value at ``budget`` compute (NaN where a
+    trial's curve does not reach it), for the paired tests of ``analysis.significance``."""
+    data = _with_curves(finished).copy()
+    data[metric] = [value_at(c, AXES[axis], metric, budget) for c in data["curve"]]
+    return data.dropna(subset=[metric])
+
+
+def _amount(value: float, axis: str) -> str:
+    if value is None or not math.isfinite(value):
+        return "not reached"
+    return f"{value:.3g}" if axis == "flops" else f"{value:.2f} s"
+
+
+def time_to_target_markdown(tables: dict, metric: str, level: str) -> str:
+    """Both compute axes as one Markdown table: per arm and level, FLOPs (seconds)."""
+    flops, seconds = tables["flops"], tables["seconds"]
+    levels = [c for c in flops.columns if c not in ("model", "supervision")]
+    lines = [f"*Compute to reach a held-out {metric} at {level}: training FLOPs (seconds on this machine) the mean "
+             "curve of each arm needed; interpolated between evaluations.*", "",
+             "| model | supervision | " + " | ".join(f"{metric} ≥ {v}" for v in levels) + " |",
+             "|---|---|" + "---|" * len(levels)]
+    for (_, f), (_, s) in zip(flops.iterrows(), seconds.iterrows()):
+        cells = [_amount(f[v], "flops") + (f" ({_amount(s[v], 'seconds')})" if math.isfinite(f[v]) else "")
+                 for v in levels]
+        lines.append(f"| {f['model']} | {f['supervision']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def time_to_target_latex(tables: dict, metric: str, level: str) -> str:
+    from analysis.tables import latex_escape
+
+    flops = tables["flops"]
+    levels = [c for c in flops.columns if c not in ("model", "supervision")]
+    body = [" & ".join([latex_escape(str(r["model"])), latex_escape(str(r["supervision"])),
+                        *(latex_escape(_amount(r[v], "flops")) for v in levels)]) + " \\\\"
+            for _, r in flops.iterrows()]
+    caption = latex_escape(f"Training FLOPs each arm's mean curve needed to reach a held-out {metric} at {level} "
+                           "(interpolated between evaluations).")
+    return "\n".join(["\\begin{table}", "\\centering", f"\\caption{{{caption}}}",
+                      "\\begin{tabular}{ll" + "r" * len(levels) + "}", "\\toprule",
+                      "model & supervision & " + " & ".join(f"$\\geq$ {v}" for v in levels) + " \\\\", "\\midrule",
+                      *body, "\\bottomrule", "\\end{tabular}", "\\end{table}"]) + "\n"
