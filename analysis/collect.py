@@ -2,7 +2,7 @@
 
 Columns: the grid axes (``dataset``, ``activation``, ``supervision``, ``factor`` or ``ratio``,
 ``fraction``, ``seed`` and any extra axis), the final metrics, ``status``, ``trial_key``,
-``run_id``, ``parent_run_id``, ``config`` (the typed config, read back from the run's params) and ``curve``
+``run_id``, ``parent_run_id``, ``params`` (the run's params: its config as text) and ``curve``
 (its held-out metrics at every evaluation against the compute spent, ``EvaluationCurve``).
 Trials the sweep planned that have no run at all appear with status ``MISSING``, so nothing is
 silently dropped.
@@ -14,20 +14,22 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from runners.plan.planner import SweepPlan, plan_sweep, tuned_values
-from runners.spec.load import load_spec
+from runners.spec.read import raw_spec, read_spec_text
 from runners.store.layout import (AXIS, KIND_SWEEP, KIND_TRIAL, PARENT, TAG_EVALUATIONS, TAG_FAILURE, TAG_KEY, TAG_KIND,
-                                  TAG_SHAPE)
-from runners.store.records import EvaluationCurve, PlanRecord, SearchResult, TrialRecord, merged_trials
+                                  TAG_SHAPE, TAG_TASK)
+from runners.store.records import EvaluationCurve, PlanRecord, SearchResult, TaskInfo, TrialRecord, merged_trials
 from runners.store.tracker import Tracker, search_results
 from runners.store.uri import resolve_tracking_uri, store_exists
 from sobolev.errors import ConfigError
 from sobolev.sampling import Sampling
-from sobolev.tasks import TASKS, Task
+from sobolev.tasks import TASKS
+
+if TYPE_CHECKING:  # planning loads the task configs (torch): only a spec planned again with --set needs it
+    from runners.plan.planner import SweepPlan
 
 AXES = ["dataset", "activation", "supervision", "factor", "ratio", "seed"]
 STATUS_ORDER = ["FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED", "MISSING"]
@@ -38,7 +40,7 @@ class SweepResults:
     """The trials of one sweep as a frame, plus what they are."""
 
     name: str
-    task: Task
+    task: TaskInfo
     frame: pd.DataFrame
     experiment_id: str
     tracking_uri: str
@@ -83,8 +85,8 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     trial run, planned or not) — or, when ``overrides`` are given with a spec, exactly the spec planned
     again with them (a tuned comparison: with the tuned values its searches recorded).
     """
-    spec = load_spec(target, overrides) if _spec_target(target) else None
-    name = spec.name if spec is not None else target
+    spec_text = read_spec_text(target) if _spec_target(target) else None
+    name = str(raw_spec(spec_text, target, overrides).get("name", "")) if spec_text is not None else target
     uri = resolve_tracking_uri(tracking_uri)
     tracker, exp, task = _experiment(name, uri)
     runs = tracker.search(exp.experiment_id)
@@ -92,11 +94,15 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
                      key=lambda r: r.info.start_time)
     parent_ids = [r.info.run_id for r in parents]
     trials = _trial_runs(runs, parent, parent_ids, name)
-    if spec is not None and overrides:  # the spec planned again: exactly its trials
-        planned, only_planned = _replanned(plan_sweep(spec, target), tracker, exp.experiment_id), True
+    if spec_text is not None and overrides:  # the spec planned again: exactly its trials (this loads the task)
+        from runners.plan.planner import plan_sweep
+        from runners.spec.load import parse_spec_text
+
+        plan = plan_sweep(parse_spec_text(spec_text, target, overrides), target)
+        planned, only_planned = _replanned(plan, tracker, exp.experiment_id), True
     else:
         planned, only_planned = _recorded_plan(tracker, parent, parent_ids)
-    frame = _with_missing(_frame(task, trials), planned, only_planned)
+    frame = _with_missing(_frame(trials), planned, only_planned)
     if frame.empty:
         raise ConfigError(f"experiment {name!r} in {uri} has no trial runs")
     for axis in AXES:
@@ -109,8 +115,9 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids, _searches(parents, trials))
 
 
-def _experiment(name: str, uri: str) -> Tuple[Tracker, Any, Task]:
-    """The store's experiment of the sweep ``name`` and its task; one-line errors if there is none."""
+def _experiment(name: str, uri: str) -> Tuple[Tracker, Any, TaskInfo]:
+    """The store's experiment of the sweep ``name`` and its task (recorded with it; an experiment of an earlier
+    version: from the task registry, which loads the trainers); one-line errors if there is none."""
     if not store_exists(uri):
         raise ConfigError(f"no MLflow store at {uri} (run the sweep first, or pass --tracking-uri)")
     tracker = Tracker(uri)
@@ -119,7 +126,9 @@ def _experiment(name: str, uri: str) -> Tuple[Tracker, Any, Task]:
         raise ConfigError(f"experiment {name!r} does not exist in {uri}")
     if TAG_SHAPE not in exp.tags:
         raise ConfigError(f"experiment {name!r} in {uri} was not made by sobolev-sweep")
-    return tracker, exp, TASKS.get(json.loads(exp.tags[TAG_SHAPE])["task"])
+    if TAG_TASK in exp.tags:
+        return tracker, exp, TaskInfo.from_json(exp.tags[TAG_TASK])
+    return tracker, exp, TaskInfo.of(TASKS.get(json.loads(exp.tags[TAG_SHAPE])["task"]))
 
 
 def _trial_runs(runs: List[Any], parent: str, parent_ids: List[str], name: str) -> List[Any]:
@@ -142,7 +151,9 @@ def _replanned(plan: SweepPlan, tracker: Tracker, exp_id: str) -> List[TrialReco
     if plan.arms:
         recorded = tracker.recorded_searches(exp_id, [a.key for a in plan.arms])
         if len(recorded) == len(plan.arms):
-            plan = plan_sweep(plan.spec, plan.spec_path, tuned_values(plan.arms, recorded))
+            from runners.plan.planner import plan_sweep, tuned_values
+
+            plan = plan_sweep(plan.spec, plan.spec_path, tuned_values(plan.arms, recorded), plan.datasets)
     return [t.record() for t in plan.trials]
 
 
@@ -159,7 +170,7 @@ def _recorded_plan(tracker: Tracker, parent: str, parent_ids: List[str]) -> Tupl
     return (list(record.trials) if record is not None else None), record is not None
 
 
-def _frame(task: Task, trials: List[Any]) -> pd.DataFrame:
+def _frame(trials: List[Any]) -> pd.DataFrame:
     """One row per trial key: its newest run, preferring a FINISHED one (a --rerun or a resumed sweep)."""
     rows = []
     for r in sorted(trials, key=lambda r: r.info.start_time):
@@ -172,7 +183,7 @@ def _frame(task: Task, trials: List[Any]) -> pd.DataFrame:
             "start_time": r.info.start_time,
             "failure": r.data.tags.get(TAG_FAILURE, ""),
             "artifact_uri": r.info.artifact_uri,
-            "config": _config(task, p),
+            "params": p,
             "curve": _curve(r.data.tags.get(TAG_EVALUATIONS)),
         }
         for key, value in p.items():
@@ -216,14 +227,6 @@ def _curve(text: Optional[str]) -> Optional[EvaluationCurve]:
     try:
         return EvaluationCurve.from_json(text) if text else None
     except (ValueError, KeyError, ConfigError):
-        return None
-
-
-def _config(task: Task, params: Dict[str, str]):
-    """The run's config read back from its params (None for a run whose params do not form one)."""
-    try:
-        return task.config_class.from_params(params)
-    except ConfigError:
         return None
 
 

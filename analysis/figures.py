@@ -7,7 +7,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Protocol, Sequence
 
 import matplotlib
 
@@ -79,15 +79,25 @@ class Curve:
         return data_efficiency_figure(self.finished, self.metric, self.title, self.paths)
 
 
-def draw_curves(curves: Sequence[Curve]) -> List[Path]:
-    """Every figure of ``curves``, in forked worker processes, one per core the process may use (matplotlib
-    draws in one thread: the main job's 16 curve files took 3.3 s in one process on this 2-core machine)."""
+class Figure(Protocol):
+    """Something :func:`draw_all` draws: its files."""
+
+    def draw(self) -> List[Path]: ...
+
+
+def _draw(figure: Figure) -> List[Path]:
+    return figure.draw()
+
+
+def draw_all(figures: Sequence[Figure]) -> List[Path]:
+    """Every figure, in forked worker processes, one per core the process may use (matplotlib draws in one thread:
+    the main job's 16 curve files took 3.3 s in one process on this 2-core machine); the slowest first."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(cores, len(curves))
+    workers = min(cores, len(figures))
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [p for curve in curves for p in curve.draw()]
+        return [p for figure in figures for p in figure.draw()]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return [p for drawn in pool.map(Curve.draw, curves) for p in drawn]
+        return [p for drawn in pool.map(_draw, figures) for p in drawn]
 
 
 def _fraction_label(f: float) -> str:
@@ -127,6 +137,20 @@ def picture_grid(ground_truth: np.ndarray, panels: Dict[tuple, Optional[np.ndarr
         fig.savefig(path, dpi=150)
         plt.close(fig)
     return Path(path)
+
+
+@dataclass(frozen=True)
+class ComputeCurve:
+    """One figure of the metric against compute (:func:`compute_figure`)."""
+
+    curves: Sequence
+    metric: str
+    axis: str
+    title: str
+    paths: Sequence[Path]
+
+    def draw(self) -> List[Path]:
+        return compute_figure(self.curves, self.metric, self.axis, self.title, self.paths)
 
 
 def compute_figure(curves: Sequence, metric: str, axis: str, title: str, paths: Sequence[Path]) -> List[Path]:

@@ -14,10 +14,11 @@ Algorithm (``make_report``):
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ import pandas as pd
 from analysis.collect import SweepResults, collect
 from analysis.compute import (AXES, arm_curves, at_equal_compute, equal_compute_budget, target_levels, time_to_target,
                               time_to_target_latex, time_to_target_markdown)
-from analysis.figures import Curve, compute_figure, draw_curves, picture_grid
+from analysis.figures import ComputeCurve, Curve, draw_all, picture_grid
 from analysis.significance import significance_latex, significance_markdown, significance_table
 from analysis.tables import (LABELS, MODEL_ORDER, SUPERVISION_ORDER, ResultsTable, build_table, ordered, to_frame,
                              to_latex, to_markdown)
@@ -97,14 +98,49 @@ class CurvePlan:
     title: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class PictureGrid:
-    """Ground truth and each model × supervision of one dataset (lowest seed), as files of the runs."""
+    """Ground truth and each model × supervision of one dataset (lowest seed), from the runs' files: drawn in a
+    worker process (:func:`analysis.figures.draw_all`), which loads the task to render the ground truth (the
+    report's own process reads the store without torch)."""
 
+    task: str
     dataset: str
     seed: int
-    ground_truth: np.ndarray
-    runs: Dict[tuple, Optional[pd.Series]]
+    params: Dict[str, str]
+    """A run's params: its config, from which the task renders the ground truth."""
+    runs: Dict[tuple, Optional[Tuple[str, float]]]
+    """(model, supervision) → (the run's artifact URI, its held-out PSNR), or None without a finished run."""
+    models: Sequence[str]
+    supervisions: Sequence[str]
+    title: str
+    tracking_uri: str
+    path: Path
+
+    def draw(self) -> List[Path]:
+        from mlflow.artifacts import download_artifacts
+        from PIL import Image
+
+        from sobolev.tasks import TASKS
+
+        task = TASKS.get(self.task)
+        ground_truth = task.reference_picture(task.config_class.from_params(self.params))
+        panels: Dict[tuple, Optional[np.ndarray]] = {}
+        captions: Dict[tuple, str] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for key, run in self.runs.items():
+                panels[key] = None
+                if run is None:
+                    continue
+                uri, psnr = run
+                try:
+                    local = download_artifacts(artifact_uri=f"{uri}/prediction.png", dst_path=tmp,
+                                               tracking_uri=self.tracking_uri)
+                    panels[key] = np.asarray(Image.open(local))
+                except Exception:  # an artifact store that lost the file: show the gap, not a crash
+                    pass
+                captions[key] = f"{psnr:.2f} dB" if math.isfinite(psnr) else ""
+        return [picture_grid(ground_truth, panels, captions, self.models, self.supervisions, self.title, self.path)]
 
 
 @dataclass
@@ -209,7 +245,7 @@ def compute(results: SweepResults, metrics: Sequence[str], level: str, opts: Rep
     dataset = opts.dataset or datasets[0]
     if dataset not in datasets:
         raise ConfigError(f"--dataset {dataset!r}: not in the sweep; known: {', '.join(datasets)}")
-    pictures = _picture_runs(results, at_level, dataset, models, sups)
+    pictures = _picture_runs(results, at_level, dataset, models, sups, level, Path(opts.out))
     if pictures is None:
         notes.append(f"picture grid: none for {dataset} (no finished run at {level}, or {results.task.name} trials "
                      "are not one picture each; their runs keep their own plots)")
@@ -243,24 +279,24 @@ def _compute_section(name: str, at_level: pd.DataFrame, metric: str, models, sup
     return ComputeSection(metric, curves, targets, budget, equal)
 
 
-def _picture_runs(results: SweepResults, at_level: pd.DataFrame, dataset: str, models, sups) -> Optional[PictureGrid]:
+def _picture_runs(results: SweepResults, at_level: pd.DataFrame, dataset: str, models, sups, level: str,
+                  out: Path) -> Optional[PictureGrid]:
     """The runs of the picture grid (lowest seed); None when the task's predictions are not one picture
-    (``Task.reference_picture``) or nothing finished."""
+    (``Task.picture_grid``) or nothing finished."""
     rows = at_level[at_level["dataset"] == dataset]
-    if rows.empty:
+    if rows.empty or not results.task.pictures:
         return None
     seed = int(rows["seed"].min())
     rows = rows[rows["seed"] == seed]
-    config = next((c for c in rows["config"] if c is not None), None)
-    gt = results.task.reference_picture(config) if config is not None else None
-    if gt is None:
-        return None
     runs = {}
     for model in models:
         for sup in sups:
             match = rows[(rows["activation"] == model) & (rows["supervision"] == sup)]
-            runs[(model, sup)] = None if match.empty else match.iloc[0]
-    return PictureGrid(dataset, seed, gt, runs)
+            run = None if match.empty else match.iloc[0]
+            runs[(model, sup)] = None if run is None else (run["artifact_uri"], float(run.get("test_psnr", math.nan)))
+    return PictureGrid(results.task.name, dataset, seed, dict(rows.iloc[0]["params"]), runs, models, sups,
+                       f"{results.name}: {dataset}, {level}, seed {seed}", results.tracking_uri,
+                       out / f"pictures_{dataset}.png")
 
 
 # -- 4. the writers -----------------------------------------------------------------------------
@@ -341,41 +377,19 @@ TEXT_WRITERS: Dict[str, Callable[[ReportContent], Dict[str, str]]] = {"tex": _te
 
 
 def draw_figures(c: ReportContent, formats: Sequence[str], out: Path) -> List[Path]:
-    """The curves in every figure format asked for (in worker processes), and the picture grid (PNG)."""
+    """The curves in every figure format asked for, the metric against compute, and the picture grid (PNG), all
+    in worker processes (``analysis.figures.draw_all``)."""
     if not formats:
         return []
-    curves = [Curve(k.finished, k.metric, k.title, [out / f"{k.stem}.{f}" for f in formats]) for k in c.curves]
-    files = draw_curves(curves)
-    if c.compute is not None:
-        for axis, arms in c.compute.curves.items():
-            files += compute_figure(arms, c.compute.metric, axis, f"{c.results.name}: {c.level}",
-                                    [out / f"compute_{c.compute.metric}_{axis}.{f}" for f in formats])
+    figures: List = []
     if "png" in formats and c.pictures is not None:
-        files.append(_draw_pictures(c, out))
-    return files
-
-
-def _draw_pictures(c: ReportContent, out: Path) -> Path:
-    """The picture grid, from each run's ``prediction.png`` (a lost file shows as a gap)."""
-    from PIL import Image
-
-    grid = c.pictures
-    client = Tracker(c.results.tracking_uri).client
-    panels: Dict[tuple, Optional[np.ndarray]] = {}
-    captions: Dict[tuple, str] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for key, run in grid.runs.items():
-            panels[key] = None
-            if run is None:
-                continue
-            try:
-                panels[key] = np.asarray(Image.open(client.download_artifacts(run["run_id"], "prediction.png", tmp)))
-            except Exception:  # an artifact store that lost the file: show the gap, not a crash
-                pass
-            captions[key] = f"{run['test_psnr']:.2f} dB" if "test_psnr" in run else ""
-    return picture_grid(grid.ground_truth, panels, captions, c.models, c.supervisions,
-                        f"{c.results.name}: {grid.dataset}, {c.level}, seed {grid.seed}",
-                        out / f"pictures_{grid.dataset}.png")
+        figures.append(c.pictures)  # first: it loads the task and the data
+    figures += [Curve(k.finished, k.metric, k.title, [out / f"{k.stem}.{f}" for f in formats]) for k in c.curves]
+    if c.compute is not None:
+        figures += [ComputeCurve(arms, c.compute.metric, axis, f"{c.results.name}: {c.level}",
+                                 [out / f"compute_{c.compute.metric}_{axis}.{f}" for f in formats])
+                    for axis, arms in c.compute.curves.items()]
+    return draw_all(figures)
 
 
 def index(c: ReportContent, figures: Sequence[str]) -> str:

@@ -16,7 +16,10 @@ KeyPath = Tuple[Union[str, int], ...]
 
 
 class SobolevError(Exception):
-    """Base class of the errors that the command line reports in one line, exit code 2."""
+    """Base class of the errors that the command line reports in one line, with :attr:`exit_code`."""
+
+    exit_code = 2
+    """2: bad input (the default); 1: the machine refused (a full disk, ``runners.engine.failures``)."""
 
 
 def format_key_path(path: Sequence[Union[str, int]]) -> str:

@@ -69,7 +69,7 @@ def mlp_value_and_jacobian(model, coords: torch.Tensor, tensors=None) -> Tuple[t
         - jacobian: ``(N, C, D)`` / ``(K, N, C, D)``
     """
     from sobolev.encodings import Encoding
-    from sobolev.models import affine
+    from sobolev.models import affine, tangent_product
 
     tensors = model.tensors() if tensors is None else tensors
     scale = tensors.scale.to(coords.dtype)
@@ -81,11 +81,14 @@ def mlp_value_and_jacobian(model, coords: torch.Tensor, tensors=None) -> Tuple[t
         h, t = model.encoding.value_and_tangent(h, t, *tensors.encoding)
     # 3. every layer: z = W h + b, ∂z/∂x_k = W ∂h/∂x_k; then the activation's own tangent rule
     #    (``act'(z) ⊙ ∂z/∂x_k`` for a real element-wise one)
-    for (weight, bias), act in zip(tensors.linears, model.activations):
-        h, t = act.value_and_tangent(affine(h, weight, bias), t @ weight.mT)
+    #    (the layers after the first in the network's precision, ``sobolev.precision``)
+    precision = model.precision
+    for i, ((weight, bias), act) in enumerate(zip(tensors.linears, model.activations)):
+        h, t = act.value_and_tangent(affine(h, weight, bias, precision, first=i == 0),
+                                     tangent_product(t, weight, precision, first=i == 0))
     # 4. linear output layer (its real part, for complex layers)
-    values = affine(h, *tensors.output)
-    jacobian = (t @ tensors.output[0].mT).movedim(0, -1)  # (*, N, C, D)
+    values = affine(h, *tensors.output, precision)
+    jacobian = tangent_product(t, tensors.output[0], precision).movedim(0, -1)  # (*, N, C, D)
     if values.is_complex():
         values, jacobian = values.real, jacobian.real
     return values, jacobian

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from pydantic import AfterValidator, Field, model_validator
 from torch import nn
 
@@ -21,6 +20,7 @@ from sobolev.activations import ACTIVATIONS
 from sobolev.config import Integer, Number, Settings
 from sobolev.encodings import ENCODINGS, Encoding
 from sobolev.errors import ConfigError
+from sobolev.precision import FP32, MatmulPrecision, exact_products
 
 
 def known_models() -> List[str]:
@@ -105,6 +105,11 @@ class MLPConfig(Settings):
                 object.__setattr__(self, name, value)
         return self
 
+    @property
+    def complex_layers(self) -> bool:
+        """Its layers after the first are complex (wire)."""
+        return ACTIVATIONS.get(parse_model_name(self.activation)[0]).complex_layers
+
     def reads(self, name: str) -> bool:
         """Whether the network this config builds reads field ``name`` (a knob of another network does not)."""
         if name not in self.knobs():
@@ -170,16 +175,28 @@ class MLPTensors:
     """The encoding's own tensors (Fourier features' B ``(F, D)`` / ``(K, F, D)``); none for the others."""
 
 
-def affine(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``h W^T + b`` for one network (``F.linear``) or K stacked ones (``baddbmm``).
+def affine(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, precision: MatmulPrecision = FP32,
+           first: bool = False) -> torch.Tensor:
+    """``h W^T + b`` for one network (``F.linear``) or K stacked ones (``baddbmm``), its product taken in
+    ``precision`` (``sobolev.precision``) unless it is the ``first`` layer's, which stays fp32.
 
     Shape:
         - h: ``(N, in)`` / ``(K, N, in)``
         - output: ``(N, out)`` / ``(K, N, out)``
     """
-    if weight.ndim == 2:
-        return F.linear(h, weight, bias)
-    return torch.baddbmm(bias.unsqueeze(-2), h, weight.mT)
+    if first and not precision.first_layer:
+        with exact_products():
+            return FP32.affine(h, weight, bias)
+    return precision.affine(h, weight, bias)
+
+
+def tangent_product(t: torch.Tensor, weight: torch.Tensor, precision: MatmulPrecision = FP32,
+                    first: bool = False) -> torch.Tensor:
+    """``t W^T`` for the input tangents ``t`` (forward-mode Jacobian), in the layer's precision (:func:`affine`)."""
+    if first and not precision.first_layer:
+        with exact_products():
+            return t @ weight.mT
+    return precision.matmul(t, weight.mT)
 
 
 def stack_tensors(models: Sequence["CoordinateMLP"]) -> MLPTensors:
@@ -241,6 +258,8 @@ class CoordinateMLP(nn.Module):
         for i, (linear, act) in enumerate(zip(self.linears, self.activations)):
             act.init_linear(linear, first=(i == 0))
         self.activations[-1].init_linear(self.output, first=False)
+        self.precision = FP32
+        """The precision of the products after the first layer (``sobolev.precision``; the trainer sets it)."""
 
     @property
     def flush_denormals(self) -> bool:
@@ -249,9 +268,9 @@ class CoordinateMLP(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         h = self.encoding(self.coordinates(coords))
-        for linear, act in zip(self.linears, self.activations):
-            h = act(linear(h))
-        out = self.output(h)
+        for i, (linear, act) in enumerate(zip(self.linears, self.activations)):
+            h = act(affine(h, linear.weight, linear.bias, self.precision, first=i == 0))
+        out = affine(h, self.output.weight, self.output.bias, self.precision)
         return out.real if out.is_complex() else out
 
     def double(self) -> "CoordinateMLP":
@@ -281,7 +300,7 @@ class CoordinateMLP(nn.Module):
         h = coords * tensors.scale.unsqueeze(-2) + tensors.shift.unsqueeze(-2)
         if isinstance(self.encoding, Encoding):
             h = self.encoding.encode(h, *tensors.encoding)
-        for (w, b), act in zip(tensors.linears, self.activations):
-            h = act(affine(h, w, b))
-        out = affine(h, *tensors.output)
+        for i, ((w, b), act) in enumerate(zip(tensors.linears, self.activations)):
+            h = act(affine(h, w, b, self.precision, first=i == 0))
+        out = affine(h, *tensors.output, self.precision)
         return out.real if out.is_complex() else out

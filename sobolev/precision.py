@@ -3,7 +3,7 @@ two on any CPU.
 
 Tensor cores multiply TF32 (10 explicit mantissa bits) or bfloat16 (7 explicit, 8 with the implicit one) operands
 and accumulate in fp32; that is where reduced precision buys speed.  The recipe of a reduced-precision trial
-(chosen by ``benchmarks/bench_precision.py``, docs/performance.md):
+(measured by ``benchmarks/bench_precision.py``, docs/performance.md):
 
 - the **hidden and output layers'** products (values, and the forward-mode tangents ``t @ W^T``) take reduced
   operands, their results fp32;
@@ -17,33 +17,28 @@ layer's products taken with it off.  The emulations (``tf32-emulated``, ``bf16-e
 every operand of the same products — backward products included — to 10 or 7 explicit mantissa bits
 (round-to-nearest-even) and multiply in fp32: what tensor cores compute, on any CPU.
 
-The precision of the current thread's products is a context (:func:`matmul_precision`), read by
-``sobolev.models.affine`` and the forward-mode Jacobian; the trainer enters it around each step and evaluation.
+A network carries its precision (``CoordinateMLP.precision``, a plain attribute that ``torch.compile`` guards on),
+read by ``sobolev.models.affine`` and the forward-mode Jacobian; the trainer sets it from the trial's config.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 
 from sobolev.errors import ConfigError
-
-PRECISIONS: List[str] = ["fp32", "tf32", "bf16"]
-"""The trial setting ``precision``."""
-EMULATED = {"tf32-emulated": 10, "bf16-emulated": 7}
-"""Emulations for the fidelity benchmark: explicit mantissa bits kept."""
+from sobolev.registry import Registry
 
 
 def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
     """``x`` (float32, or complex64 part by part) rounded to ``bits`` explicit mantissa bits, to nearest, ties to
     even — as a tensor core reads its operands.  Not differentiable (see :func:`rounded`)."""
     if x.is_complex():
-        return torch.view_as_complex(round_mantissa(torch.view_as_real(x), bits))
+        return torch.view_as_complex(round_mantissa(torch.view_as_real(x.resolve_conj()), bits))
     drop = 23 - bits
     if drop <= 0:
         return x
@@ -51,11 +46,6 @@ def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
     tie = (i >> drop) & 1
     i = ((i + tie + ((1 << (drop - 1)) - 1)) >> drop) << drop
     return i.view(torch.float32)
-
-
-def rounded(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """:func:`round_mantissa` with a straight-through gradient (differentiable to any order)."""
-    return x + (round_mantissa(x.detach(), bits) - x).detach()
 
 
 class _RoundedMatmul(torch.autograd.Function):
@@ -71,9 +61,8 @@ class _RoundedMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         a, b = ctx.saved_tensors
-        bits = ctx.bits
-        grad_a = rounded_matmul(grad, b.mT.conj(), bits) if ctx.needs_input_grad[0] else None
-        grad_b = rounded_matmul(a.mT.conj(), grad, bits) if ctx.needs_input_grad[1] else None
+        grad_a = rounded_matmul(grad, b.mT.conj(), ctx.bits) if ctx.needs_input_grad[0] else None
+        grad_b = rounded_matmul(a.mT.conj(), grad, ctx.bits) if ctx.needs_input_grad[1] else None
         return _sum_to(grad_a, a), _sum_to(grad_b, b), None
 
 
@@ -93,47 +82,87 @@ def rounded_matmul(a: torch.Tensor, b: torch.Tensor, bits: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class MatmulPrecision:
-    """How the products of the layers after the first are taken (module docstring)."""
+    """How the products of the layers after the first are taken: in fp32 (this class), or another way (the
+    subclasses).  ``first_layer``: the first layer's products too (the benchmark's question; trials keep them
+    fp32)."""
 
-    name: str = "fp32"
-
-    @property
-    def exact(self) -> bool:
-        return self.name in ("fp32", "tf32")  # TF32 is the hardware's own mode: the products are written as fp32
+    first_layer: bool = False
 
     def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        if self.exact:
-            return a @ b
-        if self.name in EMULATED:
-            return rounded_matmul(a, b, EMULATED[self.name])
-        return (a.to(torch.bfloat16) @ b.to(torch.bfloat16)).to(a.dtype)
+        return a @ b
 
     def affine(self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """``h W^T + b``; the bias added in fp32 (tensor cores' epilogue)."""
-        if self.exact:
-            if weight.ndim == 2:
-                return F.linear(h, weight, bias)
-            return torch.baddbmm(bias.unsqueeze(-2), h, weight.mT)
+        """``h W^T + b`` (one network, or K stacked: ``(K, out, in)`` weights); the bias added in fp32."""
+        if weight.ndim == 2:
+            return F.linear(h, weight, bias)
+        return torch.baddbmm(bias.unsqueeze(-2), h, weight.mT)
+
+    def prepare(self, device: torch.device) -> None:
+        """What the trial's process needs for this precision (a mode of the hardware)."""
+
+    def check(self, device: str, complex_layers: bool) -> None:
+        """A :class:`ConfigError` where this precision cannot run the trial."""
+
+
+@dataclass(frozen=True)
+class TensorFloat32(MatmulPrecision):
+    """CUDA's TF32 mode: the products are written as fp32, the hardware rounds their operands."""
+
+    def prepare(self, device: torch.device) -> None:
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+    def check(self, device: str, complex_layers: bool) -> None:
+        if not str(device).startswith("cuda"):
+            raise ConfigError(f"tf32 is a mode of CUDA's tensor cores; on a CPU (device {device!r}): fp32 or bf16")
+
+
+@dataclass(frozen=True)
+class _ProductThenBias(MatmulPrecision):
+    def affine(self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         out = self.matmul(h, weight.mT)
         return out + (bias if weight.ndim == 2 else bias.unsqueeze(-2))
 
 
-FP32 = MatmulPrecision()
-_current: contextvars.ContextVar[MatmulPrecision] = contextvars.ContextVar("matmul_precision", default=FP32)
+@dataclass(frozen=True)
+class CastTo(_ProductThenBias):
+    """Operands cast to a narrower float type, the product cast back to fp32 (autograd's backward products take
+    the narrow type too)."""
+
+    dtype: torch.dtype = torch.bfloat16
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a.to(self.dtype) @ b.to(self.dtype)).to(a.dtype)
+
+    def check(self, device: str, complex_layers: bool) -> None:
+        if complex_layers:
+            name = str(self.dtype).removeprefix("torch.")
+            raise ConfigError(f"{name} has no complex type and this network's layers are complex (wire); "
+                              "allowed: fp32" + (", tf32" if str(device).startswith("cuda") else ""))
 
 
-def current() -> MatmulPrecision:
-    """The precision of the products of the layers after the first, in this thread."""
-    return _current.get()
+@dataclass(frozen=True)
+class Rounded(_ProductThenBias):
+    """An emulation: operands rounded to ``bits`` explicit mantissa bits, multiplied in fp32 (any device; complex
+    operands part by part)."""
+
+    bits: int = 23
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return rounded_matmul(a, b, self.bits)
 
 
-@contextlib.contextmanager
-def matmul_precision(precision: MatmulPrecision) -> Iterator[None]:
-    token = _current.set(precision)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+PRECISIONS: Registry[MatmulPrecision] = Registry("precision")
+"""The trial setting ``precision``."""
+PRECISIONS.register("fp32")(MatmulPrecision())
+PRECISIONS.register("tf32")(TensorFloat32())
+PRECISIONS.register("bf16")(CastTo(dtype=torch.bfloat16))
+EMULATIONS: Registry[MatmulPrecision] = Registry("emulated precision")
+"""Tensor cores emulated on any device, for ``benchmarks/bench_precision.py``."""
+EMULATIONS.register("tf32-emulated")(Rounded(bits=10))
+EMULATIONS.register("bf16-emulated")(Rounded(bits=7))
+FP32 = PRECISIONS.get("fp32")
 
 
 @contextlib.contextmanager
@@ -147,16 +176,3 @@ def exact_products() -> Iterator[None]:
             torch.backends.cuda.matmul.allow_tf32 = True
     else:
         yield
-
-
-def check_precision(name: str, device: str, complex_layers: bool = False) -> str:
-    """A precision this trial can run: ``tf32`` needs CUDA; bfloat16 has no complex type (WIRE)."""
-    if name not in PRECISIONS:
-        raise ConfigError(f"unknown precision {name!r}; known: {', '.join(PRECISIONS)}")
-    if name == "tf32" and not str(device).startswith("cuda"):
-        raise ConfigError("tf32 is a mode of CUDA's tensor cores; on a CPU: fp32 or bf16 (device is "
-                          f"{device!r})")
-    if name == "bf16" and complex_layers:
-        raise ConfigError("bf16 has no complex type and this network's layers are complex (wire); allowed: fp32"
-                          + (", tf32" if str(device).startswith("cuda") else ""))
-    return name

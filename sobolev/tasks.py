@@ -87,6 +87,9 @@ class Task:
     """Trials of this task can share a batched network (``sobolev.trainers.packed``)."""
     metrics: ClassVar[Tuple[str, ...]] = ("test_psnr", "test_ssim")
     """The held-out metrics a trial of this task reports (what a report tabulates by default)."""
+    picture_grid: ClassVar[bool] = False
+    """A trial's prediction is one picture (:meth:`reference_picture` gives the ground truth): a report draws a
+    grid of them."""
 
     # -- data ---------------------------------------------------------------------------------
     def resolve_dataset(self, entry: str) -> List[Dataset]:  # pragma: no cover - abstract

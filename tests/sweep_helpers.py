@@ -21,8 +21,13 @@ def fail_once_at(step: int) -> Dict[str, str]:
     return {**ENV, "SOBOLEV_TEST_FAIL_ONCE_AT_STEP": str(step)}
 
 
+DROP = object()
+"""A value of :func:`write_spec` that removes its key (``trial__steps=DROP``)."""
+
+
 def write_spec(directory: Path, name: str = "tiny", **changes) -> Path:
-    """A tiny image sweep (2 trials of 32² images) with ``changes`` merged in (dotted keys)."""
+    """A tiny image sweep (2 trials of 32² images) with ``changes`` merged in (``__`` between keys; ``DROP``
+    removes one)."""
     spec = {
         "name": name,
         "task": "image",
@@ -42,7 +47,10 @@ def write_spec(directory: Path, name: str = "tiny", **changes) -> Path:
         keys = dotted.split("__")
         for k in keys[:-1]:
             node = node.setdefault(k, {})
-        node[keys[-1]] = value
+        if value is DROP:
+            node.pop(keys[-1], None)
+        else:
+            node[keys[-1]] = value
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from runners.spec.load import MAX_SPEC_BYTES, read_spec_text
+from runners.spec.read import MAX_SPEC_BYTES, read_spec_text
 from runners.spec.safe_yaml import MAX_NODES, load_yaml
 from runners.spec.search import SearchSettings
 from sobolev.data import load_image

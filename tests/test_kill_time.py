@@ -27,7 +27,7 @@ SEARCH_MOMENTS = 4
 
 def _tiny(folder: Path) -> Path:
     return write_spec(folder, name="kill", trial__steps=60, trial__size=16, trial__log_every=10,
-                      trial__eval_every=20, run__report_every=10, run__checkpoint_every=20)
+                      trial__eval_every=20, run__report_every=10, run__checkpoint_every=20, run__max_concurrent=1)
 
 
 def _tiny_search(folder: Path) -> Path:
@@ -40,13 +40,16 @@ def _tiny_search(folder: Path) -> Path:
 
 
 def _start(args, folder: Path) -> subprocess.Popen:
-    out = open(folder / f"{args[0]}-{time.time_ns()}.log", "w")
-    return subprocess.Popen([*CLI, *args, "--no-live"], cwd=folder, env=ENV, stdout=out, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    path = folder / f"{args[0]}-{time.time_ns()}.log"
+    with path.open("w") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen([*CLI, *args, "--no-live"], cwd=folder, env=ENV, stdout=out,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc.log_path = path
+    return proc
 
 
 def _log(proc: subprocess.Popen) -> str:
-    return Path(proc.stdout.name).read_text()
+    return proc.log_path.read_text()
 
 
 def _on_disk(folder: Path) -> str:
@@ -60,8 +63,8 @@ def _on_disk(folder: Path) -> str:
     if any(storage.glob("*/tuner.pkl")) or any(storage.glob("*/tune-*/tuner.pkl")):
         whole = any(storage.glob("*/experiment_state-*.json")) or any(storage.glob("*/tune-*/experiment_state-*"))
         seen.append("tune" if whole else "tuner.pkl only")
-    try:
-        statuses = [r.info.status for r in runs(sqlite_uri(folder), "kill")]
+    try:  # (a client on a missing store would create it)
+        statuses = [r.info.status for r in runs(sqlite_uri(folder), "kill")] if (folder / "mlflow.db").exists() else []
         for status in ("RUNNING", "FINISHED", "KILLED", "FAILED"):
             if statuses.count(status):
                 seen.append(f"{statuses.count(status)} {status}")
@@ -98,58 +101,67 @@ def _check_store(folder: Path, trials: int) -> str:
     return "; ".join(problems)
 
 
+def _kill_and_continue(folder: Path, spec: Path, moment: float, command: str, trials: int):
+    """Kill ``run`` at ``moment`` s, then continue with ``command``: (what the kill left, problem or empty)."""
+    driver = _start(["run", str(spec)], folder)
+    start = time.monotonic()
+    family = [psutil.Process(driver.pid)]
+    while time.monotonic() - start < moment and driver.poll() is None:  # the family as it grows
+        try:
+            family += [p for p in family[0].children(recursive=True) if p not in family]
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    ended_first = driver.poll() is not None
+    if not ended_first:
+        os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=60)
+    left = _leftovers(family[1:])
+    on_disk = "(ended first)" if ended_first else _on_disk(folder)
+    proc = _start([command, str(spec)], folder)
+    code = proc.wait(timeout=600)
+    log = _log(proc)
+    problems = []
+    if code != 0:
+        problems.append(f"exit {code}: {log[-1500:]}")
+    if "Traceback" in log:
+        problems.append("a traceback: " + log[log.index("Traceback"):][:1500])
+    if left:
+        problems.append(f"left alive: {[p.name() for p in left]}")
+    problems.append(_check_store(folder, trials))
+    return on_disk, "; ".join(p for p in problems if p)
+
+
 def _kill_time_sweep(tmp_path: Path, make_spec, moments: int, trials: int):
-    # the clean run: how long the sweep takes from process start to exit
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    t0 = time.monotonic()
-    proc = _start(["run", str(make_spec(clean))], clean)
-    assert proc.wait(timeout=600) == 0, _log(proc)[-3000:]
-    duration = time.monotonic() - t0
-    shutil.rmtree(clean)
-    rows, failures = [], []
-    for i in range(moments):
+    """Two moments at a time (on two cores a sweep of one trial at a time leaves the other core to the other)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def clean(k: int) -> float:  # how long the sweep takes, process start to exit, two at a time as below
+        folder = tmp_path / f"clean{k}"
+        folder.mkdir()
+        t0 = time.monotonic()
+        proc = _start(["run", str(make_spec(folder))], folder)
+        assert proc.wait(timeout=600) == 0, _log(proc)[-3000:]
+        shutil.rmtree(folder)
+        return time.monotonic() - t0
+
+    def one(i: int):
         folder = tmp_path / f"m{i:02d}"
         folder.mkdir()
-        spec = make_spec(folder)
         moment = duration * (i + 0.5) / moments
-        driver = _start(["run", str(spec)], folder)
-        start = time.monotonic()
-        family = [psutil.Process(driver.pid)]
-        while time.monotonic() - start < moment and driver.poll() is None:  # the family as it grows
-            try:
-                family += [p for p in family[0].children(recursive=True) if p not in family]
-            except psutil.Error:
-                pass
-            time.sleep(0.05)
-        ended_first = driver.poll() is not None
-        if not ended_first:
-            os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=60)
-        left = _leftovers(family[1:])
-        on_disk = _on_disk(folder)
         command = "resume" if i % 2 == 0 else "run"
-        proc = _start([command, str(spec)], folder)
-        code = proc.wait(timeout=600)
-        log = _log(proc)
-        problems = []
-        if code != 0:
-            problems.append(f"exit {code}: {log[-1500:]}")
-        if "Traceback" in log:
-            problems.append("a traceback: " + log[log.index("Traceback"):][:1500])
-        if left:
-            problems.append(f"left alive: {[p.name() for p in left]}")
-        problems.append(_check_store(folder, trials))
-        problem = "; ".join(p for p in problems if p)
-        rows.append((f"{moment:5.1f} s", "(ended first)" if ended_first else on_disk, command,
-                     "ok" if not problem else problem[:200]))
-        if problem:
-            failures.append(f"moment {moment:.1f} s ({on_disk}), then {command}: {problem}")
+        on_disk, problem = _kill_and_continue(folder, make_spec(folder), moment, command, trials)
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"\nkill-time sweep: {moments} moments over a {duration:.1f}-s run")
+        return moment, on_disk, command, problem
+
+    with ThreadPoolExecutor(2) as pool:
+        duration = max(pool.map(clean, range(2)))
+        rows = list(pool.map(one, range(moments)))
+    print(f"\nkill-time sweep: {moments} moments over a {duration:.1f}-s run (two at a time)")
     print("| moment | on disk at the kill | then | outcome |\n|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    for moment, on_disk, command, problem in rows:
+        print(f"| {moment:5.1f} s | {on_disk} | {command} | {'ok' if not problem else problem[:200]} |")
+    failures = [f"moment {m:.1f} s ({d}), then {c}: {p}" for m, d, c, p in rows if p]
     assert not failures, "\n".join(failures)
 
 

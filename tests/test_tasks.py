@@ -158,8 +158,10 @@ def test_a_real_one_trial_sweep_of_the_toy_task(tmp_path):
     assert run.data.metrics["test_psnr"] > 0
     assert sorted(m.step for m in client(uri).get_metric_history(run.info.run_id, "loss")) == [10, 20, 30]
     assert {a.path for a in client(uri).list_artifacts(run.info.run_id)} == {"prediction.npy", "config.yaml"}
-    # the analysis reads the run's params back into the toy config
+    # the analysis reads the run's params, which read back into the toy config
     results = collect("toy", uri)
-    (config,) = results.finished["config"]
-    assert isinstance(config, FunctionFitConfig) and config == plan_sweep(parse_spec(one), "x").trials[0].config
+    (params,) = results.finished["params"]
+    config = FunctionFitConfig.from_params(params)
+    assert config == plan_sweep(parse_spec(one), "x").trials[0].config
+    assert results.task.name == "toy" and results.task.dimensions == 1  # recorded with the experiment
     assert list(results.frame["fraction"]) == [0.25]

@@ -239,7 +239,7 @@ def main(argv: Optional[list] = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="sobolev-sweep", standalone_mode=False)
     except SobolevError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click >= 8.2
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         raise SystemExit(2) from None

@@ -69,8 +69,10 @@ def _search_table(view: PlanPreview) -> None:
     spec_search = view.search
     asha = spec_search.scheduler.asha if spec_search.scheduler is not None else None
     scheduler = f"ASHA (grace {asha.grace_steps} steps, ×1/{asha.reduction_factor:g} per rung)" if asha else "none"
+    budget = (f"{spec_search.budget_flops:.3g} training FLOPs" if spec_search.budget_flops is not None
+              else f"{spec_search.samples} configurations")
     table = Table(title=f"search ({spec_search.algorithm}, scheduler {scheduler}): every arm gets "
-                        f"{spec_search.samples} configurations, each trained on {', '.join(spec_search.datasets)} × "
+                        f"{budget}, each configuration trained on {', '.join(spec_search.datasets)} × "
                         f"seeds {', '.join(map(str, spec_search.seeds))} as one batched network; objective: mean "
                         f"held-out {spec_search.metric}")
     for col in ("arm", "searched", "not searched (do not apply)", "members", "steps (budget)", "est. s", "in MLflow"):

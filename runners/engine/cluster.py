@@ -10,6 +10,7 @@ would stay PENDING forever).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import Dict, List, Optional
@@ -94,6 +95,8 @@ def connect_ray(spec: SweepSpec, trials: List[PlannedTrial], address: Optional[s
     import ray
     from ray.exceptions import RayError
 
+    for name in ("ray.tune", "ray.air", "ray.train"):  # a failed trial's traceback stays in its Tune folder
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # (error.txt); the summary and MLflow name its cause
     if address:
         check_address(address)
     try:

@@ -7,7 +7,9 @@ written.  They end an invocation in one line naming the path and the cause, exit
 from __future__ import annotations
 
 import errno
-from typing import Iterator, Optional
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
 
 from sobolev.errors import SobolevError
 
@@ -40,4 +42,27 @@ def machine_failure(exc: BaseException, store: str = "") -> Optional[str]:
         hit = next((m for m in STORE_MESSAGES if m in text), None)
         if hit is not None:
             return f"cannot write {'the store ' + store if store else 'a file'}: {hit}"
+    return None
+
+
+FULL_BYTES = 1 << 20
+"""A filesystem with less than this free is full for a sweep's purposes."""
+
+
+def full_or_read_only(paths: Iterable[Path]) -> Optional[str]:
+    """The first of ``paths`` (or its nearest existing parent) on a full or read-only filesystem, as one line.
+    Tune reports a full disk under ``--storage`` as whatever failed to read back what it could not write (a
+    truncated pickle), so the disk itself is looked at."""
+    for path in paths:
+        at = Path(path)
+        while not at.exists() and at != at.parent:
+            at = at.parent
+        try:
+            fs = os.statvfs(at)
+        except OSError:
+            continue
+        if fs.f_bavail * fs.f_frsize < FULL_BYTES:
+            return f"cannot write {path}: No space left on device ({fs.f_bavail * fs.f_frsize} bytes free)"
+        if fs.f_flag & os.ST_RDONLY:
+            return f"cannot write {path}: Read-only file system"
     return None

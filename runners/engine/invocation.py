@@ -31,12 +31,13 @@ from runners.plan.bounds import MAX_WALL_HOURS
 from runners.plan.estimate import SweepEstimate, TrainingBound
 from runners.plan.planner import SweepPlan, plan_sweep, tuned_values
 from runners.plan.trials import PlannedTrial
-from runners.spec.load import parse_spec_text, read_spec_text
+from runners.spec.load import parse_spec_text
+from runners.spec.read import read_spec_text
 from runners.spec.schema import SweepSpec
 from runners.store.drivers import driver_gone
 from runners.store.layout import TAG_DRIVER
 from runners.store.records import SearchResult
-from runners.store.tracker import Tracker, diverged
+from runners.store.tracker import Tracker, TrialRuns
 from runners.store.uri import check_reachable, check_writable, resolve_tracking_uri, store_exists
 from sobolev.errors import ConfigError
 
@@ -128,7 +129,8 @@ class Invocation:
 
     def tuned_plan(self) -> SweepPlan:
         """The evaluation trials, planned with every arm's tuned values (``recorded``)."""
-        return plan_sweep(self.spec, self.plan.spec_path, tuned_values(self.plan.arms, self.recorded))
+        return plan_sweep(self.spec, self.plan.spec_path, tuned_values(self.plan.arms, self.recorded),
+                          self.plan.datasets)
 
 
 # -- shared checks ---------------------------------------------------------------------------
@@ -204,20 +206,19 @@ def prepare(spec_path: str, opts: SweepOptions, writes: bool = True) -> Prepared
 
 # -- the store -------------------------------------------------------------------------------
 
-def settle_store(tracker: Tracker, exp_id: Optional[str], view: View) -> Dict[str, Any]:
-    """Step 3: reconcile the experiment, say so, and return trial_key → its latest unfinished run."""
+def settle_store(tracker: Tracker, exp_id: Optional[str], view: View) -> TrialRuns:
+    """Step 3: reconcile the experiment, say so, and return its trial runs (one query)."""
     for parent in tracker.reconcile(exp_id):
         view.note(f"reconciled: {parent.info.run_name} was left RUNNING by a driver that is gone; its "
                   "interrupted trials continue from their checkpoints")
-    return tracker.unfinished_trials(exp_id)
+    return tracker.trial_runs(exp_id)
 
 
-def select_todo(trials: List[PlannedTrial], finished: Dict[str, str], unfinished: Dict[str, Any],
-                rerun: bool) -> List[PlannedTrial]:
+def select_todo(trials: List[PlannedTrial], runs: TrialRuns, rerun: bool) -> List[PlannedTrial]:
     """Step 5: the trials to train: not FINISHED, not diverged (divergence is deterministic), not running in
     another live invocation; with ``rerun`` also the finished and the diverged."""
-    busy = {k for k, r in unfinished.items() if r.info.status == "RUNNING"}
-    done = set(finished) | {k for k, r in unfinished.items() if diverged(r)}
+    busy = {k for k, r in runs.unfinished.items() if r.status == "RUNNING"}
+    done = set(runs.finished) | {k for k, r in runs.unfinished.items() if r.diverged}
     return [t for t in trials if t.key not in busy and (rerun or t.key not in done)]
 
 
@@ -241,7 +242,7 @@ def open_run(spec_path: str, opts: SweepOptions, view: View, held: contextlib.Ex
                                view.note))
     if exp_id is None and store_exists(prepared.uri):  # made by the invocation we waited for
         exp_id = tracker.check_shape(plan.spec.name, experiment_shape(plan.spec))
-    unfinished = settle_store(tracker, exp_id, view)
+    runs = settle_store(tracker, exp_id, view)
     outcome = SweepOutcome(spec=plan.spec, planned=0, skipped=0, tracking_uri=prepared.uri, experiment_id=exp_id)
     inv = Invocation(spec_path, prepared.spec_text, plan, opts, view, tracker, storage_root(opts, plan.spec),
                      exp_id, outcome, t_start=t_start)
@@ -249,7 +250,7 @@ def open_run(spec_path: str, opts: SweepOptions, view: View, held: contextlib.Ex
     if plan.arms and not inv.searching:  # 4. every arm was tuned before: the evaluation trials are known now
         inv.plan = inv.tuned_plan()
     if not inv.searching:
-        inv.todo = select_todo(inv.plan.trials, tracker.finished_trial_keys(exp_id), unfinished, opts.rerun)
+        inv.todo = select_todo(inv.plan.trials, runs, opts.rerun)
         outcome.planned, outcome.skipped = len(inv.plan.trials), len(inv.plan.trials) - len(inv.todo)
     if not opts.address:
         check_wall_time(SweepEstimate.of(inv.todo, inv.concurrency()).wall_seconds, opts, spec_path)

@@ -32,7 +32,7 @@ from runners.plan.arms import Arm
 from runners.spec.schema import SweepSpec
 from runners.spec.search import Distribution
 from runners.store.layout import (KIND_TUNING, PARENT, SEARCHED, TAG_DIVERGED, TAG_FAILURE, TAG_KEY, TAG_KIND,
-                                  TAG_SEARCH_KEY, TAG_STOPPED_AT)
+                                  TAG_SEARCH_KEY, TAG_STOPPED_AT, TRAIN_FLOPS)
 from runners.store.records import SearchResult
 from runners.store.tracker import Tracker
 from runners.worker.contract import TrialContext, TuningArm
@@ -69,7 +69,40 @@ def search_result(runs: List[Any], arm: Arm, metric: str) -> SearchResult:
         failed=sum(1 for r in runs if r.info.status == "FAILED"),
         diverged=sum(1 for r in runs if r.data.tags.get(TAG_DIVERGED) == "true"),
         steps_trained=sum(int(r.data.tags.get(TAG_STOPPED_AT, steps)) for r in finished),
+        flops_trained=flops_spent(runs),
     )
+
+
+def flops_spent(runs: List[Any]) -> float:
+    """Training FLOPs the configurations of ``runs`` spent (each its last report's, a member's mean)."""
+    return float(sum(r.data.metrics.get(TRAIN_FLOPS, 0.0) for r in runs))
+
+
+MAX_CONFIGURATIONS = 10_000
+"""Configurations an arm budgeted in FLOPs may draw when ``samples`` is not given."""
+
+
+def configurations(search) -> int:
+    """The most configurations an arm draws: ``samples``; with ``budget_flops``, the budget decides, up to
+    ``samples`` if the spec gives it."""
+    if search.budget_flops is not None and "samples" not in search.model_fields_set:
+        return MAX_CONFIGURATIONS
+    return search.samples
+
+
+class FlopBudget:
+    """Tune's stopper of an arm budgeted in FLOPs: the search ends once its configurations have spent the budget
+    (each one's latest ``train_flops``; ``spent``: what earlier attempts of the search spent)."""
+
+    def __init__(self, budget: float, spent: float = 0.0) -> None:
+        self.budget, self.spent, self.latest = budget, spent, {}
+
+    def __call__(self, trial_id: str, result: Dict[str, Any]) -> bool:
+        self.latest[trial_id] = float(result.get(TRAIN_FLOPS, 0.0))
+        return False
+
+    def stop_all(self) -> bool:
+        return self.spent + sum(self.latest.values()) >= self.budget
 
 
 def tune_domain(dist: Distribution):
@@ -97,10 +130,10 @@ def _trainable(arm: Arm, spec: SweepSpec, ctx: TrialContext):
 
 
 def search_tuner(arm: Arm, spec: SweepSpec, ctx: TrialContext, storage: Path, name: str, concurrent: int,
-                 done: Optional[List[Any]] = None, spent: int = 0):
+                 done: Optional[List[Any]] = None, spent: int = 0, spent_flops: float = 0.0):
     """Step 2: the Tuner of one arm's search.  Rebuilding an interrupted search without Tune's state: ``done``
     are the configurations MLflow holds with an objective (Optuna is told them), ``spent`` how many of the
-    budget ended already (failed ones too)."""
+    budget ended already (failed ones too), ``spent_flops`` what they trained."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
@@ -119,19 +152,23 @@ def search_tuner(arm: Arm, spec: SweepSpec, ctx: TrialContext, storage: Path, na
                                  evaluated_rewards=[r.data.metrics["objective"] for r in done] or None)
     else:
         algorithm = BasicVariantGenerator(random_state=_drawn_on(search.seed, spent))
-    scheduler = None
+    scheduler, stop = None, None
+    flops = search.budget_flops is not None and arm.step_flops  # a budget in FLOPs: ASHA's rungs in FLOPs too
     if search.scheduler is not None:
         asha = search.scheduler.asha
-        scheduler = ASHAScheduler(time_attr="step", grace_period=asha.grace_steps,
-                                  reduction_factor=asha.reduction_factor, max_t=arm.steps)
+        unit = arm.step_flops if flops else 1
+        scheduler = ASHAScheduler(time_attr=TRAIN_FLOPS if flops else "step", grace_period=asha.grace_steps * unit,
+                                  reduction_factor=asha.reduction_factor, max_t=arm.steps * unit)
+    if flops:
+        stop = FlopBudget(search.budget_flops, spent_flops)
     return tune.Tuner(
         _trainable(arm, spec, ctx),
         param_space=param_space(arm),
         tune_config=tune.TuneConfig(search_alg=algorithm, scheduler=scheduler, metric="objective", mode="max",
-                                    num_samples=search.samples - spent, max_concurrent_trials=concurrent,
+                                    num_samples=configurations(search) - spent, max_concurrent_trials=concurrent,
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[SearchCallback()],
-                                  failure_config=tune.FailureConfig(max_failures=0),
+                                  failure_config=tune.FailureConfig(max_failures=0), stop=stop,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
 
@@ -221,7 +258,7 @@ def run_search(arms: List[Arm], spec: SweepSpec, tracker: Tracker, exp_id: str, 
                ) -> Tuple[Dict[str, SearchResult], bool]:
     """Steps 1–3 for ``arms`` in turn; returns ``({arm key: result}, completed)`` (False: interrupted).
     ``restorable``: whether the Tune states under ``storage`` were written by this version."""
-    progress = SearchProgress({a.label: a.steps for a in arms}, spec.search.samples, spec.search.metric)
+    progress = SearchProgress({a.label: a.steps for a in arms}, configurations(spec.search), spec.search.metric)
     results: Dict[str, SearchResult] = {}
     recorded = tracker.recorded_searches(exp_id, [a.key for a in arms])  # 1.
     for arm in arms:
@@ -238,8 +275,10 @@ def run_search(arms: List[Arm], spec: SweepSpec, tracker: Tracker, exp_id: str, 
                 ended = [r for r in arm_runs(tracker, exp_id, arm, parent)
                          if r.info.status in ("FINISHED", "FAILED")]
                 scored = [r for r in ended if r.info.status == "FINISHED" and "objective" in r.data.metrics]
-                if len(ended) < spec.search.samples:
-                    tuner = search_tuner(arm, spec, ctx, storage, path.name, concurrent, scored, len(ended))
+                budget = spec.search.budget_flops
+                if len(ended) < configurations(spec.search) and (budget is None or flops_spent(ended) < budget):
+                    tuner = search_tuner(arm, spec, ctx, storage, path.name, concurrent, scored, len(ended),
+                                         flops_spent(ended))
             if tuner is not None:
                 if not fit_with_progress(tuner, progress, view):
                     return results, False

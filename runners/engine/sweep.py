@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 from runners.engine.cluster import connect_ray, shutdown_ray
 from runners.engine.invocation import (Invocation, SweepOptions, check_wall_time, concurrency, experiment_shape,
                                        open_resume, open_run, prepare, select_todo)
+from runners.engine.failures import MachineFailure, full_or_read_only, machine_failure
 from runners.engine.outcome import SweepOutcome
 from runners.engine.progress import QuietView, View
 from runners.engine.search_phase import run_search
@@ -35,9 +36,10 @@ from runners.plan.trials import pack_trials
 from runners.spec.schema import SweepSpec
 from runners.spec.search import SearchSettings
 from runners.store.drivers import driver_identity
-from runners.store.layout import TAG_DRIVER, TAG_OVERRIDES, TAG_SPEC_PATH
-from runners.store.records import PlanRecord
-from runners.store.tracker import diverged
+from runners.store.layout import TAG_DRIVER, TAG_FAILURE, TAG_OVERRIDES, TAG_SPEC_PATH
+from runners.store.uri import sqlite_path
+from runners.store.records import PlanRecord, TaskInfo
+from runners.store.tracker import TrialRuns
 from sobolev.config import flatten
 
 
@@ -59,8 +61,8 @@ def ray_for(inv: Invocation) -> Iterator[None]:
 def begin(inv: Invocation) -> None:
     """``run``: the experiment, this invocation's parent run, the resume state (and the plan, if known)."""
     spec, tracker = inv.spec, inv.tracker
-    exp_id = inv.experiment_id = inv.outcome.experiment_id = tracker.ensure_experiment(spec.name,
-                                                                                          experiment_shape(spec))
+    exp_id = inv.experiment_id = inv.outcome.experiment_id = tracker.ensure_experiment(
+        spec.name, experiment_shape(spec), TaskInfo.of(spec.task_def))
     invocation = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     inv.outcome.parent_run_id = tracker.create_parent(
         exp_id, f"{spec.name}-{invocation}",
@@ -106,8 +108,7 @@ def search_phase(inv: Invocation) -> bool:
         inv.outcome.phases["search"] = time.time() - t0
         inv.plan = inv.tuned_plan()
         tracker = inv.tracker
-        inv.todo = select_todo(inv.plan.trials, tracker.finished_trial_keys(inv.experiment_id),
-                               tracker.unfinished_trials(inv.experiment_id), inv.opts.rerun)
+        inv.todo = select_todo(inv.plan.trials, tracker.trial_runs(inv.experiment_id), inv.opts.rerun)
         inv.outcome.planned, inv.outcome.skipped = len(inv.plan.trials), len(inv.plan.trials) - len(inv.todo)
         inv.state = inv.state.evaluating([t.key for t in inv.todo])
         inv.state.write(inv.root)
@@ -124,13 +125,14 @@ def trial_phase(inv: Invocation) -> SweepOutcome:
 def run_sweep(spec_path: str, opts: SweepOptions, view: Optional[View] = None) -> SweepOutcome:
     """``sobolev-sweep run``."""
     with contextlib.ExitStack() as held:  # the sweep's claim, held to the end
-        inv = open_run(spec_path, opts, view or QuietView(), held)
+        with refused_writes():
+            inv = open_run(spec_path, opts, view or QuietView(), held)
         if not inv.searching and not inv.todo:
             inv.view.note(f"all {len(inv.plan.trials)} trials of {inv.spec.name!r} are already FINISHED (or "
                           f"diverged) in {inv.tracker.uri}; nothing to run (--rerun forces)")
             return inv.outcome
         inv.phase_done("prepare", inv.t_start)
-        with ray_for(inv):
+        with ray_for(inv), machine_failures(inv):
             try:
                 begin(inv)
                 return phases(inv)
@@ -144,13 +146,14 @@ def resume_sweep(spec_path: str, opts: SweepOptions, view: Optional[View] = None
     view = view or QuietView()
     with contextlib.ExitStack() as held:
         try:
-            inv = open_resume(spec_path, opts, view, held)
+            with refused_writes():
+                inv = open_resume(spec_path, opts, view, held)
         except NothingToResume as exc:
             view.note(f"{exc.message}: running the sweep as `run` would (what finished is not trained again)")
             held.close()
             return run_sweep(spec_path, opts, view)
         inv.phase_done("prepare", inv.t_start)
-        with ray_for(inv):
+        with ray_for(inv), machine_failures(inv):
             try:
                 reclaim(inv)
                 return phases(inv)
@@ -163,6 +166,53 @@ def phases(inv: Invocation) -> SweepOutcome:
     if not search_phase(inv):
         return close(inv, "KILLED")
     return trial_phase(inv)
+
+
+@contextlib.contextmanager
+def refused_writes() -> Iterator[None]:
+    """While opening (nothing of this invocation in the store yet): the machine's refusals as one line."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001
+        reason = machine_failure(exc)
+        if reason is None:
+            raise
+        raise MachineFailure(reason) from None
+
+
+@contextlib.contextmanager
+def machine_failures(inv: Invocation) -> Iterator[None]:
+    """A full disk, a read-only or unwritable store (``runners.engine.failures``): this invocation's runs end FAILED
+    with the cause, as far as the store still takes it, and the command ends in one line, exit 1."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only the machine's refusals are turned into a line; the rest re-raised
+        db = sqlite_path(inv.tracker.uri)
+        reason = machine_failure(exc, inv.tracker.uri) or full_or_read_only([inv.root, *([db.parent] if db else [])])
+        if reason is None:
+            raise
+        _end_failed(inv, reason)
+        raise MachineFailure(reason) from None
+
+
+def _end_failed(inv: Invocation, reason: str) -> None:
+    """What this invocation left RUNNING ends FAILED with ``reason``, each write on its own (a store that refuses
+    one may take the next; what it refuses, the next invocation reconciles)."""
+    if not inv.parent:
+        return
+    try:
+        running = [r for r in inv.tracker.children(inv.experiment_id, inv.parent) if r.info.status == "RUNNING"]
+    except Exception:  # noqa: BLE001 - the store itself refuses
+        running = []
+    for run_id in [r.info.run_id for r in running] + [inv.parent]:
+        try:
+            inv.tracker.set_tags(run_id, {TAG_FAILURE: reason})
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            inv.tracker.finish(run_id, "FAILED")
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def interrupted(inv: Invocation) -> SweepOutcome:
@@ -245,15 +295,15 @@ class PlanPreview:
         return sum(a.seconds for a in self.arms if not a.searched)
 
 
-def _stored(key: str, finished: Dict[str, str], unfinished: Dict) -> str:
-    if key in finished:
+def _stored(key: str, runs: TrialRuns) -> str:
+    if key in runs.finished:
         return "finished"
-    run = unfinished.get(key)
+    run = runs.unfinished.get(key)
     if run is None:
         return ""
-    if diverged(run):
+    if run.diverged:
         return "diverged"
-    return {"RUNNING": "running", "KILLED": "interrupted"}.get(run.info.status, run.info.status)
+    return {"RUNNING": "running", "KILLED": "interrupted"}.get(run.status, run.status)
 
 
 def preview(spec_path: str, opts: SweepOptions) -> PlanPreview:
@@ -261,16 +311,15 @@ def preview(spec_path: str, opts: SweepOptions) -> PlanPreview:
     search first (per arm: what it tunes, its budget and its cost), then its evaluation trials."""
     prepared = prepare(spec_path, opts, writes=False)
     plan, tracker, exp_id, spec = prepared.plan, prepared.tracker, prepared.experiment_id, prepared.plan.spec
-    finished = tracker.finished_trial_keys(exp_id)
     recorded = tracker.recorded_searches(exp_id, [a.key for a in plan.arms])
     arms = [_arm_line(arm, spec, arm.key in recorded) for arm in plan.arms]
     tuned_known = len(recorded) == len(plan.arms)
     if plan.arms and tuned_known:
-        plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, recorded))
-    unfinished = tracker.unfinished_trials(exp_id)
-    to_run = {t.key for t in select_todo(plan.trials, finished, unfinished, opts.rerun)}
+        plan = plan_sweep(spec, spec_path, tuned_values(plan.arms, recorded), plan.datasets)
+    runs = tracker.trial_runs(exp_id)
+    to_run = {t.key for t in select_todo(plan.trials, runs, opts.rerun)}
     lines = [TrialLine(t.name, t.key, t.points, t.config.steps, t.config.compiles(t.points), estimate_seconds(t),
-                       _stored(t.key, finished, unfinished), t.key in to_run, t.step_flops) for t in plan.trials]
+                       _stored(t.key, runs), t.key in to_run, t.step_flops) for t in plan.trials]
     packs = pack_trials([t for t in plan.trials if t.key in to_run], spec.run.pack)
     sizes = sorted({len(p) for p in packs}, reverse=True)
     conc = concurrency(spec, opts, os.cpu_count() or 1)
@@ -284,7 +333,10 @@ def preview(spec_path: str, opts: SweepOptions) -> PlanPreview:
 def _arm_line(arm: Arm, spec: SweepSpec, searched: bool) -> ArmLine:
     search = spec.search
     asha = search.scheduler.asha if search.scheduler is not None else None
-    budget = (asha_steps(search.samples, asha.grace_steps, asha.reduction_factor, arm.steps) if asha
-              else float(search.samples * arm.steps))
+    if search.budget_flops is not None and arm.step_flops:  # the same FLOPs for every arm: its steps' worth
+        budget = search.budget_flops / arm.step_flops
+    else:
+        budget = (asha_steps(search.samples, asha.grace_steps, asha.reduction_factor, arm.steps) if asha
+                  else float(search.samples * arm.steps))
     seconds = sum(estimate_seconds(m) for m in arm.members) * budget / arm.steps
     return ArmLine(arm, [k for k in search.space if k not in arm.space], budget, seconds, searched)

@@ -27,8 +27,8 @@ from runners.engine.progress import SweepProgress, fit_with_progress
 from runners.plan.estimate import SweepEstimate
 from runners.plan.trials import PlannedTrial, pack_trials
 from runners.spec.schema import SweepSpec
-from runners.store.layout import PARENT, TAG_FAILURE, TAG_KEY, TIME_PREFIX, timing
-from runners.store.tracker import Tracker, diverged
+from runners.store.layout import TAG_FAILURE, TAG_KEY, TIME_PREFIX, timing
+from runners.store.tracker import Tracker, TrialRuns
 from runners.worker.checkpoints import latest_checkpoints
 from runners.worker.contract import PACK, PackNames, SweepTrials, TrialContext, pack_dirname, pack_keys
 
@@ -41,16 +41,16 @@ def trial_context(inv: Invocation) -> TrialContext:
                         cpus=inv.spec.resources.cpu)
 
 
-def continue_unfinished(tracker: Tracker, parent: str, todo: List[PlannedTrial], unfinished: Dict) -> List[str]:
+def continue_unfinished(tracker: Tracker, parent: str, todo: List[PlannedTrial], runs: TrialRuns) -> List[str]:
     """Step 2: interrupted (KILLED) and failed trial runs of earlier invocations move under ``parent``; returns the
     keys continued."""
     continued = []
     for t in todo:
-        run = unfinished.get(t.key)
-        if run is None or diverged(run) or run.info.status == "RUNNING":
+        run = runs.unfinished.get(t.key)
+        if run is None or run.diverged or run.status == "RUNNING":
             continue
-        if run.data.tags.get(PARENT) != parent:
-            tracker.adopt(run.info.run_id, parent)
+        if run.parent != parent:
+            tracker.adopt(run.run_id, parent)
         continued.append(t.key)
     return continued
 
@@ -125,9 +125,9 @@ def train_trials(inv: Invocation) -> SweepOutcome:
     """Steps 1–5."""
     t0 = time.time()
     tracker, outcome = inv.tracker, inv.outcome
-    unfinished = tracker.unfinished_trials(inv.experiment_id)
-    pending = select_todo(inv.todo, tracker.finished_trial_keys(inv.experiment_id), unfinished, inv.opts.rerun)  # 1.
-    continued = continue_unfinished(tracker, inv.parent, pending, unfinished)  # 2.
+    runs = tracker.trial_runs(inv.experiment_id)
+    pending = select_todo(inv.todo, runs, inv.opts.rerun)  # 1.
+    continued = continue_unfinished(tracker, inv.parent, pending, runs)  # 2.
     checkpoints = latest_checkpoints(inv.root, continued)
     if inv.restore_tune and trials_state_is_whole(Path(inv.state.experiment_path)):  # 3.
         tuner = restored_tuner(inv, checkpoints)

@@ -41,6 +41,9 @@ class Arm:
     key: str
     """Hash of the members, the space and the search settings: a finished search of this key is reused."""
 
+    step_flops: Optional[int] = None
+    """FLOPs of one step of a configuration (its members' mean), counted for a search budgeted in FLOPs."""
+
     @property
     def steps(self) -> int:
         """Steps a configuration of this arm trains (``steps`` may be an axis)."""
@@ -121,8 +124,14 @@ def plan_search(spec: SweepSpec, grid_trials: Sequence[PlannedTrial], grid_datas
             raise ConfigError(f"none of the searched fields ({', '.join(search.space)}) applies to arm {label}: its "
                               f"{search.samples} configurations would all be the same; add one that does (e.g. lr)",
                               path=("search", "space"))
+        unset = {"budget_flops"} if search.budget_flops is None else set()  # added since: hashes as absent
         blob = json.dumps({"members": [m.key for m in members], "space": {k: v.model_dump() for k, v in space.items()},
-                           "settings": search.model_dump(exclude={"space", "per", "datasets"})},
+                           "settings": search.model_dump(exclude={"space", "per", "datasets", *unset})},
                           sort_keys=True, default=str)
-        out.append(Arm(label, axes, space, tuple(members), hashlib.sha256(blob.encode()).hexdigest()[:16]))  # 4.
+        step_flops = None
+        if search.budget_flops is not None:  # a configuration's step: its members' mean, counted once per shape
+            counts = [budgets.count(m.config, m.shape, m.channels) for m in members]
+            step_flops = int(round(sum(counts) / len(counts)))
+        out.append(Arm(label, axes, space, tuple(members), hashlib.sha256(blob.encode()).hexdigest()[:16],  # 4.
+                       step_flops))
     return out

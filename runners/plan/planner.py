@@ -13,6 +13,7 @@ from runners.plan.arms import Arm, plan_search
 from runners.plan.trials import PlannedTrial, StepBudgets, TunedValues, expand_grid, resolve_datasets
 from runners.spec.schema import SweepSpec
 from runners.store.records import SearchResult
+from sobolev.tasks import Dataset
 from sobolev.errors import ConfigError
 
 
@@ -28,6 +29,8 @@ class SweepPlan:
     """Combinations removed by include/exclude."""
     arms: List[Arm] = field(default_factory=list)
     """The arms of ``spec.search``, planned over these (untuned) trials."""
+    datasets: List[Dataset] = field(default_factory=list)
+    """The grid's datasets, resolved and digested once (a tuned plan reuses them)."""
 
     def every_trial(self) -> List[PlannedTrial]:
         """The trials and every arm's tuning members: everything the sweep may train."""
@@ -39,19 +42,22 @@ def searched_members(arms: Sequence[Arm]) -> List[PlannedTrial]:
     return [m for arm in arms for m in arm.members]
 
 
-def plan_sweep(spec: SweepSpec, spec_path: str, tuned: Optional[TunedValues] = None) -> SweepPlan:
+def plan_sweep(spec: SweepSpec, spec_path: str, tuned: Optional[TunedValues] = None,
+               datasets: Optional[List[Dataset]] = None) -> SweepPlan:
     """Expand the grid into typed, keyed trials (datasets opened here); errors name ``spec_path``.
 
     With a ``search``: without ``tuned``, the grid as specified and its arms (``SweepPlan.arms``);
     with ``tuned`` (arm label → the best values of its search), the evaluation trials: every grid
-    trial with its arm's tuned values, keyed by its tuned config.
+    trial with its arm's tuned values, keyed by its tuned config.  ``datasets``: the grid's, resolved before (a
+    plan's own, when it is planned again with tuned values).
     """
     try:
         budgets = StepBudgets()
-        trials, dropped = expand_grid(spec, tuned, budgets)
-        plan = SweepPlan(spec, spec_path, trials, dropped)
+        datasets = datasets if datasets is not None else resolve_datasets(spec)  # 1. once per sweep
+        trials, dropped = expand_grid(spec, datasets, tuned, budgets)
+        plan = SweepPlan(spec, spec_path, trials, dropped, datasets=datasets)
         if spec.search is not None and tuned is None:
-            plan.arms = plan_search(spec, plan.trials, resolve_datasets(spec), budgets)
+            plan.arms = plan_search(spec, plan.trials, datasets, budgets)
         return plan
     except ConfigError as exc:
         raise exc.in_source(spec_path) from None

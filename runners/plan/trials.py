@@ -1,8 +1,8 @@
 """From a typed spec to its trials: expand the grid, resolve datasets, key every trial; packs of trials.
 
-Algorithm (``expand_grid``):
+Algorithm (``resolve_datasets``, then ``expand_grid``):
   1. Resolve every dataset-axis entry through the task (built-in name, file, folder), with its
-     content digest.
+     content digest: once per sweep.
   2. For each combination of the axes (datasets × activations × supervision × sampling × seeds
      × extra), kept by ``include`` / dropped by ``exclude``: the trial's typed config is the
      spec's ``trial`` with the axis values applied (:meth:`~sobolev.config.Settings.with_changes`,
@@ -108,35 +108,44 @@ class StepBudgets:
     def __init__(self) -> None:
         self.counted: Dict[str, int] = {}
 
+    def count(self, config: RegressionConfig, shape: Tuple[int, ...], channels: int) -> int:
+        """FLOPs of one step of ``config`` on data of ``shape`` × ``channels``."""
+        key = json.dumps({"config": type(config).__name__, "model": config.model.identity(),
+                          "supervision": config.supervision, "impl": config.derivative_impl, "factor": config.factor,
+                          "ratio": config.ratio, "shape": list(shape), "channels": channels,
+                          "device": config.device, "precision": config.precision}, sort_keys=True, default=str)
+        if key not in self.counted:
+            self.counted[key] = config.model_copy(update={"steps": 1, "budget_flops": None}).setup().measure_flops()
+        return self.counted[key]
+
     def resolve(self, config: RegressionConfig, info: SignalInfo) -> Tuple[RegressionConfig, Optional[int]]:
         """``config`` with its steps for its budget, and its FLOPs per step (None without a budget)."""
         if config.budget_flops is None:
             return config, None
-        key = json.dumps({"config": type(config).__name__, "model": config.model.identity(),
-                          "supervision": config.supervision, "impl": config.derivative_impl, "factor": config.factor,
-                          "ratio": config.ratio, "shape": list(info.shape), "channels": info.channels,
-                          "device": config.device}, sort_keys=True, default=str)
-        if key not in self.counted:
-            self.counted[key] = config.model_copy(update={"steps": 1}).setup().measure_flops()
-        return steps_for_budget(config, self.counted[key]), self.counted[key]
+        flops = self.count(config, tuple(info.shape), info.channels)
+        return steps_for_budget(config, flops), flops
 
 
 def _matches(axes: Dict[str, Any], entry: Dict[str, Any]) -> bool:
     return all(axes.get(k) == v for k, v in entry.items())
 
 
-def expand_grid(spec: SweepSpec, tuned: Optional[TunedValues] = None,
+def expand_grid(spec: SweepSpec, datasets: List[Dataset], tuned: Optional[TunedValues] = None,
                 budgets: Optional[StepBudgets] = None) -> Tuple[List[PlannedTrial], int]:
-    """Steps 1–4: the grid's trials (with ``tuned``: each with its arm's tuned values) and how many combinations
-    include/exclude dropped."""
+    """Steps 2–4 over the resolved ``datasets`` (step 1): the grid's trials (with ``tuned``: each with its arm's
+    tuned values) and how many combinations include/exclude dropped.
+
+    What every trial of a grid point shares is built once: the config of a grid point is validated once, with
+    its data opened and its identity taken, and each seed's trial is that config with its seed (the seeds were
+    validated with the grid; no check of a config depends on its seed), keyed by its identity with the seed."""
     budgets = budgets or StepBudgets()
     task = spec.task_def
     per = spec.search.per if spec.search is not None else []
-    datasets = resolve_datasets(spec)  # 1.
     g = spec.grid
     sampling = [("factor", f) for f in g.sampling.factors] + [("ratio", r) for r in g.sampling.ratios]
     extra_keys = list(g.extra)
     opened: Dict[Tuple, SignalInfo] = {}
+    points: Dict[Tuple, Tuple[RegressionConfig, Dict[str, Any], SignalInfo, Optional[int], int]] = {}
     trials: List[PlannedTrial] = []
     dropped = 0
     for dataset, act, sup, (skind, sval), seed, *extra in itertools.product(
@@ -150,29 +159,34 @@ def expand_grid(spec: SweepSpec, tuned: Optional[TunedValues] = None,
             continue
         label = "/".join([dataset.name, act, sup, f"f{sval}" if skind == "factor" else f"r{sval:g}", f"s{seed}"]
                          + [f"{k}={v}" for k, v in zip(extra_keys, extra)])
-        sampled = {"factor": sval, "ratio": None} if skind == "factor" else {"ratio": sval}
-        changes = {task.config_class.data_field: dataset.source, "supervision": sup, "seed": seed,
-                   "model.activation": act, **sampled, **dict(zip(extra_keys, extra))}
         arm = "/".join(str(axes[p]) for p in per)
-        if tuned is not None:
-            changes.update(tuned[arm])
-        try:
-            config = spec.trial.with_changes(changes)  # 2.
-            # activation, supervision and seed never change the data; extra axes and tuned values may
-            data_key = (dataset.name, skind, sval, *map(repr, extra), repr(sorted((tuned or {}).get(arm, {}).items())))
-            if data_key not in opened:  # bounded before anything is allocated (runners.plan.bounds)
-                check_network(config)
-                planned = task.planned_samples(config)
-                if planned is not None:
-                    check_data(planned[0], 3, planned[1])
-                opened[data_key] = task.inspect(config)  # 3.
-            info = opened[data_key]
-            config, step_flops = budgets.resolve(config, info)  # a budget in FLOPs: its steps
-        except ConfigError as exc:
-            raise ConfigError(f"{exc.message} (trial {label})", path=("trial", *exc.path)) from None
+        point = (dataset.name, act, sup, skind, sval, *map(repr, extra))
+        if point not in points:
+            sampled = {"factor": sval, "ratio": None} if skind == "factor" else {"ratio": sval}
+            changes = {task.config_class.data_field: dataset.source, "supervision": sup, "seed": seed,
+                       "model.activation": act, **sampled, **dict(zip(extra_keys, extra)),
+                       **(tuned[arm] if tuned is not None else {})}
+            try:
+                config = spec.trial.with_changes(changes)  # 2.
+                # activation, supervision and seed never change the data; extra axes and tuned values may
+                data_key = (dataset.name, skind, sval, *map(repr, extra),
+                            repr(sorted((tuned or {}).get(arm, {}).items())))
+                if data_key not in opened:  # bounded before anything is allocated (runners.plan.bounds)
+                    check_network(config)
+                    planned = task.planned_samples(config)
+                    if planned is not None:
+                        check_data(planned[0], 3, planned[1])
+                    opened[data_key] = task.inspect(config)  # 3.
+                info = opened[data_key]
+                config, step_flops = budgets.resolve(config, info)  # a budget in FLOPs: its steps
+            except ConfigError as exc:
+                raise ConfigError(f"{exc.message} (trial {label})", path=("trial", *exc.path)) from None
+            points[point] = (config, config.identity(), info, step_flops, task.training_points(config, info))
+        base, identity, info, step_flops, training_points = points[point]
+        config = base if base.seed == seed else base.model_copy(update={"seed": seed})
         trials.append(PlannedTrial(
-            key=trial_key(task.name, config.identity(), dataset.digest),  # 4.
-            name=label, task=task, axes=axes, config=config, points=task.training_points(config, info),
+            key=trial_key(task.name, {**identity, "seed": seed}, dataset.digest),  # 4.
+            name=label, task=task, axes=axes, config=config, points=training_points,
             samples=info.samples, channels=info.channels, dataset=dataset, shape=tuple(info.shape),
             arm=arm if tuned is not None else None, step_flops=step_flops,
         ))
@@ -198,6 +212,7 @@ def pack_trials(trials: List[PlannedTrial], size: int) -> List[List[PlannedTrial
             "task": t.task.name, "model": c.model.model_dump(), "points": t.points, "samples": t.samples,
             "channels": t.channels, "steps": c.steps, "impl": c.derivative_impl, "device": c.device,
             "derivatives": SUPERVISIONS.get(c.supervision).uses_derivatives, "factor": c.factor, "ratio": c.ratio,
+            "precision": c.precision,
         }, sort_keys=True, default=str)
         groups.setdefault(key, []).append(t)
     packs: List[List[PlannedTrial]] = []

@@ -78,7 +78,11 @@ class SearchSettings(Settings):
     datasets: List[str] = Field(min_length=1)
     """Tuning data (built-in names, files): must not overlap ``grid.datasets``."""
     samples: Integer = Field(16, ge=1)
-    """Configurations per arm: every arm gets exactly this budget."""
+    """Configurations per arm: every arm gets exactly this budget (with ``budget_flops``: at most this many)."""
+    budget_flops: Optional[Number] = Field(None, gt=0)
+    """Give every arm the same training FLOPs instead of the same number of configurations: an arm draws
+    configurations until its budget is spent (a cheaper arm, ``val``, gets more of them), ASHA's rungs counted in
+    FLOPs; ``samples`` then bounds the configurations."""
     algorithm: Literal["optuna", "random"] = "optuna"
     """optuna: Optuna's TPE sampler (``OptunaSearch``); random: random search."""
     scheduler: Optional[SchedulerSettings] = None

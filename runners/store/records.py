@@ -52,6 +52,8 @@ class SearchResult:
     failed: int
     diverged: int
     steps_trained: int
+    flops_trained: float = 0.0
+    """Training FLOPs the arm spent (its configurations' members' mean; recorded since budgets in FLOPs)."""
 
     def to_json(self) -> str:
         return json.dumps({"format": self.FORMAT, **asdict(self)})
@@ -149,3 +151,38 @@ class EvaluationCurve:
         data = json.loads(text)
         _format_of(data, "an evaluation curve", cls.FORMAT)
         return cls(tuple(data["columns"]), tuple(tuple(r) for r in data["rows"]))
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a report needs to know of a sweep's task without loading it (an experiment tag, ``sobolev.task``): a
+    report reads a store without importing torch."""
+
+    FORMAT = 1
+
+    name: str
+    dimensions: int
+    """Axes of the sampled grid: a trial trains on ``1 / factor ** dimensions`` of the samples."""
+    metrics: Tuple[str, ...]
+    """Its held-out metrics (what a report tabulates by default)."""
+    pictures: bool = False
+    """A trial's prediction is one picture: a report draws a grid of them beside the ground truth."""
+
+    @classmethod
+    def of(cls, task) -> "TaskInfo":
+        """Of a registered ``sobolev.tasks.Task``."""
+        return cls(task.name, int(task.dimensions), tuple(task.metrics), bool(task.picture_grid))
+
+    def sampled_fraction(self, sampling) -> float:
+        """Share of the signal's samples a sampling level trains on (``Task.sampled_fraction``)."""
+        return sampling.fraction(self.dimensions)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": self.FORMAT, "name": self.name, "dimensions": self.dimensions,
+                           "metrics": list(self.metrics), "pictures": self.pictures})
+
+    @classmethod
+    def from_json(cls, text: str) -> "TaskInfo":
+        data = json.loads(text)
+        _format_of(data, "a task record", cls.FORMAT)
+        return cls(data["name"], int(data["dimensions"]), tuple(data["metrics"]), bool(data.get("pictures")))

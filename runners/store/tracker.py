@@ -6,17 +6,19 @@ The layout it writes is ``runners.store.layout``; the records it stores are ``ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from runners.store.drivers import driver_gone, driver_identity
 from runners.store.layout import (EXPERIMENT_KIND, KIND_SWEEP, KIND_TRIAL, PARENT, PLAN_ARTIFACT, SEARCH_TAG,
                                   SPEC_ARTIFACT, TAG_DIVERGED, TAG_DRIVER, TAG_INTERRUPTED, TAG_KEY, TAG_KIND,
-                                  TAG_SHAPE)
-from runners.store.records import PlanRecord, SearchResult
+                                  TAG_SHAPE, TAG_TASK)
+from runners.store.records import PlanRecord, SearchResult, TaskInfo
 from runners.store.uri import artifact_location, sqlite_path
 from sobolev.config import flatten
 from sobolev.errors import ConfigError
@@ -42,10 +44,12 @@ def search_results(run) -> List[SearchResult]:
 
 
 def create_store(uri: str) -> None:
-    """A missing SQLite store, created whole or not at all: MLflow's migrations (seconds, dozens of steps) run on a
-    temporary file that is renamed into place, under a lock, so that two drivers creating one store at once do not
-    both migrate it (``duplicate column name``), and a driver killed while migrating leaves no half-made store."""
+    """A missing SQLite store, created whole or not at all, under a lock: two drivers creating one store at once do
+    not both migrate it (``duplicate column name``), and a driver killed while creating it leaves no half-made
+    store.  MLflow's migrations (dozens of steps, ~5 s) run once per MLflow version into a template in the cache
+    (``$SOBOLEV_CACHE``, default ``~/.cache/sobolev-sweep``); a new store is a copy of it, renamed into place."""
     import fcntl
+    import shutil
 
     db = sqlite_path(uri)
     if db is None or db.exists():
@@ -57,10 +61,82 @@ def create_store(uri: str) -> None:
         for stale in db.parent.glob(f".{db.name}.creating-*"):  # left by a creator killed mid-way
             stale.unlink(missing_ok=True)
         tmp = db.parent / f".{db.name}.creating-{os.getpid()}"
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        shutil.copyfile(store_template(), tmp)
         os.rename(tmp, db)
+
+
+def store_template() -> Path:
+    """An empty, fully migrated SQLite store of this MLflow version (made on first use, atomically)."""
+    import fcntl
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    cache = Path(os.environ.get("SOBOLEV_CACHE", Path.home() / ".cache" / "sobolev-sweep"))
+    cache.mkdir(parents=True, exist_ok=True)
+    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    if template.exists():
+        return template
+    with open(cache / f".{template.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            tmp = cache / f".{template.name}.creating-{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)  # the migrations
+            os.rename(tmp, template)  # committed: SQLite's file is whole between transactions
+    return template
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """What dedup and resume need of a sweep-trial run."""
+
+    run_id: str
+    key: str
+    status: str
+    diverged: bool
+    """Ended FAILED because its loss diverged: deterministic, never trained again."""
+    parent: Optional[str]
+    start_time: int
+
+
+class TrialRuns:
+    """The experiment's sweep-trial runs by trial key: the FINISHED ones, and the latest of the others."""
+
+    def __init__(self, runs: Sequence[TrialRun]) -> None:
+        self.finished: Dict[str, str] = {}
+        """trial key → run id of a FINISHED run."""
+        self.unfinished: Dict[str, TrialRun] = {}
+        """trial key → its latest run that is not FINISHED (RUNNING, KILLED or FAILED)."""
+        for run in sorted(runs, key=lambda r: r.start_time):
+            if not run.key:
+                continue
+            if run.status == "FINISHED":
+                self.finished[run.key] = run.run_id
+            else:
+                self.unfinished[run.key] = run
+
+
+TRIAL_RUNS_SQL = f"""
+SELECT r.run_uuid, k.value, r.status, COALESCE(d.value, ''), p.value, COALESCE(r.start_time, 0)
+FROM runs r
+JOIN tags kind ON kind.run_uuid = r.run_uuid AND kind.key = '{TAG_KIND}' AND kind.value = '{KIND_TRIAL}'
+JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = '{TAG_KEY}'
+LEFT JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = '{PARENT}'
+LEFT JOIN tags d ON d.run_uuid = r.run_uuid AND d.key = '{TAG_DIVERGED}'
+WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active'
+"""
+"""MLflow's own tables (``runs``, ``tags``: the schema every MLflow since 1.x keeps) read for just what dedup needs;
+``tests/test_scale.py`` checks it against MLflow's search."""
+
+
+def _sqlite_trial_runs(db: Path, exp_id: str) -> List[TrialRun]:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+        rows = con.execute(TRIAL_RUNS_SQL, (int(exp_id),)).fetchall()
+    return [TrialRun(run_id, key, status, div == "true", parent, int(start)) for run_id, key, status, div, parent, start
+            in rows]
 
 
 class Tracker:
@@ -102,17 +178,20 @@ class Tracker:
             raise ConfigError(f"experiment {name!r} in {self.uri} is deleted; restore it or rename the sweep")
         return exp.experiment_id
 
-    def ensure_experiment(self, name: str, shape: Dict[str, Any]) -> str:
-        """The sweep's experiment, made if missing, marked as model training (:data:`EXPERIMENT_KIND`)."""
+    def ensure_experiment(self, name: str, shape: Dict[str, Any], task: Optional[TaskInfo] = None) -> str:
+        """The sweep's experiment, made if missing, marked as model training (:data:`EXPERIMENT_KIND`), with its
+        task recorded for reports (``task``)."""
+        tags = {**EXPERIMENT_KIND, **({TAG_TASK: task.to_json()} if task is not None else {})}
         exp_id = self.check_shape(name, shape)
         if exp_id is None:
             return self.client.create_experiment(
                 name,
                 artifact_location=artifact_location(self.uri, name),
-                tags={TAG_SHAPE: json.dumps(shape, sort_keys=True), TAG_KIND: KIND_SWEEP, **EXPERIMENT_KIND},
+                tags={TAG_SHAPE: json.dumps(shape, sort_keys=True), TAG_KIND: KIND_SWEEP, **tags},
             )
-        for key, value in EXPERIMENT_KIND.items():  # an experiment made by an earlier version
-            if self.get_experiment(name).tags.get(key) != value:
+        existing = self.get_experiment(name).tags
+        for key, value in tags.items():  # an experiment made by an earlier version
+            if existing.get(key) != value:
                 self.client.set_experiment_tag(exp_id, key, value)
         return exp_id
 
@@ -127,23 +206,20 @@ class Tracker:
             if not token:
                 return runs
 
-    def finished_trial_keys(self, exp_id: Optional[str]) -> Dict[str, str]:
-        """trial_key → run id of every FINISHED child run in the experiment."""
+    def trial_runs(self, exp_id: Optional[str]) -> TrialRuns:
+        """Every sweep-trial run of the experiment, in one query (:class:`TrialRuns`): on a SQLite store one SQL
+        query of MLflow's tables for just these columns; on a server, MLflow's search (every run's whole record,
+        a page of 1000 at a time)."""
         if exp_id is None:
-            return {}
-        runs = self.search(exp_id, "attributes.status = 'FINISHED'")
-        return {r.data.tags[TAG_KEY]: r.info.run_id for r in runs if TAG_KEY in r.data.tags}
+            return TrialRuns([])
+        db = sqlite_path(self.uri)
+        return TrialRuns(_sqlite_trial_runs(db, exp_id) if db is not None else self.searched_trial_runs(exp_id))
 
-    def unfinished_trials(self, exp_id: Optional[str]) -> Dict[str, Any]:
-        """trial_key → the latest child run (sweep trial) that is not FINISHED: RUNNING, KILLED or FAILED."""
-        if exp_id is None:
-            return {}
-        runs = self.search(exp_id, f"attributes.status != 'FINISHED' and tags.`{TAG_KIND}` = '{KIND_TRIAL}'")
-        latest: Dict[str, Any] = {}
-        for run in sorted(runs, key=lambda r: r.info.start_time or 0):
-            latest[run.data.tags.get(TAG_KEY, "")] = run
-        latest.pop("", None)
-        return latest
+    def searched_trial_runs(self, exp_id: str) -> List[TrialRun]:
+        """:meth:`trial_runs` through MLflow's search (any store)."""
+        runs = self.search(exp_id, f"tags.`{TAG_KIND}` = '{KIND_TRIAL}'")
+        return [TrialRun(r.info.run_id, r.data.tags.get(TAG_KEY, ""), r.info.status, diverged(r),
+                         r.data.tags.get(PARENT), r.info.start_time or 0) for r in runs]
 
     def reconcile(self, exp_id: Optional[str]) -> List[Any]:
         """End what invocations whose driver is gone left RUNNING (:func:`driver_gone`): their trial runs

@@ -33,6 +33,7 @@ from sobolev.flops import count_flops, random_state_kept
 from sobolev.jacobian import choose_impl, mlp_value_and_jacobian, value_and_input_jacobian
 from sobolev.losses import SUPERVISIONS, LossTerms, sobolev_loss
 from sobolev.numerics import flush_denormals
+from sobolev.precision import PRECISIONS
 
 CHECKPOINT_FORMAT = 1
 # Fields that may change between a checkpoint and its resumption (train longer, log differently).
@@ -157,6 +158,8 @@ class RegressionTrainer:
         seed_everything(config.seed)
         self.setup()  # subclass: data, targets, model (seeded)
         self.model.to(self.device)
+        self.model.precision = PRECISIONS.get(config.precision)  # the products after the first layer
+        self.model.precision.prepare(self.device)
         self.train_coords = self.train_coords.to(self.device)
         self.train_values = self.train_values.to(self.device)
         if self.train_jacobian is not None:

@@ -17,6 +17,7 @@ from sobolev.finite_differences import check_operator
 from sobolev.jacobian import DERIVATIVE_IMPLS
 from sobolev.losses import SUPERVISIONS
 from sobolev.models import MLPConfig
+from sobolev.precision import PRECISIONS
 from sobolev.sampling import Sampling
 
 DERIVATIVE_SOURCES: List[str] = ["full", "subsampled"]
@@ -77,6 +78,10 @@ class RegressionConfig(Settings):
     """``cpu`` or ``cuda`` (``cuda:N``)."""
     derivative_impl: str = "auto"
     """Network derivative: ``autograd`` (the paper's formulation), ``forward`` (analytic tangents), ``auto``."""
+    precision: str = "fp32"
+    """The matrix products after the first layer: ``fp32`` (the paper's), ``tf32`` (CUDA's tensor cores) or ``bf16``
+    (operands in bfloat16); the first layer, activations, loss, metrics, derivative targets, parameters and Adam's
+    state stay fp32 (``sobolev.precision``).  ``tf32`` needs CUDA; ``bf16`` has no complex type (wire)."""
     compile: CompileSetting = "auto"
     """``torch.compile`` the loss (fused kernels; CUDA graphs on GPU) on the forward path and for ``val``; the
     first step pays the compilation.  ``auto``: only trials long enough to repay it (``COMPILE_AUTO_POINT_STEPS``
@@ -85,7 +90,7 @@ class RegressionConfig(Settings):
     trial key changed."""
 
     identity_aliases: ClassVar[Mapping[str, Mapping[Any, Any]]] = {"compile": {"auto": False}}
-    added_fields = frozenset({"budget_flops"})
+    added_fields = frozenset({"budget_flops", "precision"})
 
     @field_validator("compile", mode="before")
     @classmethod
@@ -161,6 +166,12 @@ class RegressionConfig(Settings):
     def _derivative_impl(cls, impl: str) -> str:
         return one_of("derivative_impl", impl, DERIVATIVE_IMPLS)
 
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, name: str) -> str:
+        PRECISIONS.get(name)
+        return name
+
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:
@@ -172,6 +183,14 @@ class RegressionConfig(Settings):
         if self.derivative_source == "subsampled" and self.ratio is not None:
             raise ConfigError("derivative_source 'subsampled' needs grid sampling (factor), not a random ratio",
                               path=("derivative_source",))
+        return self
+
+    @model_validator(mode="after")
+    def _precision_runs_here(self) -> "RegressionConfig":
+        try:
+            PRECISIONS.get(self.precision).check(self.device, self.model.complex_layers)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, path=("precision",)) from None
         return self
 
     @model_validator(mode="after")

@@ -170,6 +170,7 @@ class ImageTask(Task):
     config_class = ImageRegressionConfig
     dimensions: ClassVar[int] = 2
     packable: ClassVar[bool] = True
+    picture_grid: ClassVar[bool] = True
 
     def resolve_dataset(self, entry: str) -> List[Dataset]:
         if entry in BUILTIN_IMAGES:

@@ -71,6 +71,7 @@ def pack_signature(trainer: RegressionTrainer) -> Dict[str, object]:
         "coordinates": type(model.coordinates).__name__,
         "device": str(trainer.device),
         "derivative_impl": trainer.derivative_impl,
+        "precision": trainer.config.precision,
     }
 
 
