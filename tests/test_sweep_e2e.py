@@ -3,7 +3,7 @@
 import pytest
 
 from tests.sweep_helpers import children, cli, client, fail_once_at, one_line_error, parents, runs
-from tests.sweep_helpers import sqlite_uri, write_spec
+from tests.sweep_helpers import ENV, sqlite_uri, write_spec
 
 SMALL = [f"--set={kv}" for kv in ("trial.size=32", "trial.steps=40", "trial.log_every=10", "trial.eval_every=20",
                                   "run.report_every=10", "run.checkpoint_every=20")]
@@ -156,8 +156,9 @@ def test_nerf_sweep_on_the_builtin_scene(tmp_path):
 
 
 def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path):
-    """--pack 4: two packs of two (val / val_der); one member diverges, every pack fails once at step 25
-    and resumes from its step-20 checkpoint; each trial still gets its own run and its solo result."""
+    """--pack 4: two packs of two (val / val_der), each its own chain (fewer packs than chains per slot); one
+    member diverges, every pack fails once at step 25 and resumes from its step-20 checkpoint; each trial still
+    gets its own run and its solo result."""
     from runners.plan.planner import plan_sweep
     from runners.spec.load import load_spec
 
@@ -172,7 +173,7 @@ def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path)
     assert sorted(kids) == sorted(t.key for t in plan.trials)
     for trial in plan.trials:
         run = kids[trial.key]
-        assert run.data.tags["sobolev.pack_size"] == "2"
+        assert run.data.tags["sobolev.pack_size"] == "2" and run.data.tags["sobolev.chain_size"] == "2"
         if trial.axes["lr"] > 1:
             assert run.info.status == "FAILED" and "diverged at step" in run.data.tags["sobolev.failure"]
             continue
@@ -182,3 +183,37 @@ def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path)
         assert {a.path for a in c.list_artifacts(run.info.run_id)} == ARTIFACTS
         alone = trial.config.setup().fit()
         assert run.data.metrics["test_psnr"] == pytest.approx(alone.metrics["test_psnr"], abs=1e-3)
+
+
+def test_short_trials_run_in_chains_each_with_its_own_retries(tmp_path):
+    """8 short trials on one slot: 4 chains of 2 (``runners.plan.chains``).  The second trial of the first chain
+    fails at step 25 at every attempt: each retry of the chain skips the finished first trial and restores the
+    second from its step-20 checkpoint; after ``max_failures`` retries it ends FAILED with the cause, and the
+    chain goes on.  Every trial has one run, nothing logged twice."""
+    from runners.plan.planner import plan_sweep
+    from runners.spec.load import load_spec
+
+    path = write_spec(tmp_path, grid__activations=["relu", "sine"], grid__seeds=[0, 1],
+                      run__max_concurrent=1, run__max_failures=2)
+    plan = plan_sweep(load_spec(path), str(path))
+    assert len(plan.trials) == 8
+    doomed = plan.trials[1]
+    proc = cli("run", str(path), "--no-live", cwd=tmp_path, env={**ENV, "SOBOLEV_TEST_FAIL_ALWAYS": f"{doomed.key}@25"})
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "7 finished, 1 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    uri = sqlite_uri(tmp_path)
+    kids = {r.data.tags["sobolev.trial_key"]: r for r in children(runs(uri, "tiny"))}
+    assert sorted(kids) == sorted(t.key for t in plan.trials)  # one run each, retries included
+    lost = kids[doomed.key]
+    assert lost.info.status == "FAILED" and lost.data.tags["sobolev.attempts"] == "3"
+    assert "injected failure at step" in lost.data.tags["sobolev.failure"]
+    assert lost.data.tags["sobolev.restored_from_step"] == "20"
+    for trial in plan.trials:
+        run = kids[trial.key]
+        assert run.data.tags["sobolev.chain_size"] == "2"
+        steps = sorted(m.step for m in client(uri).get_metric_history(run.info.run_id, "loss"))
+        if trial is doomed:
+            assert steps == [10, 20, 30]  # each retry restarts at step 21 and fails at 30: logged once
+            continue
+        assert run.info.status == "FINISHED" and "sobolev.failure" not in run.data.tags
+        assert steps == [10, 20, 30, 40]

@@ -7,7 +7,7 @@ from rich.table import Table
 from runners.cli.console import out
 from runners.engine.invocation import SweepOptions
 from runners.engine.sweep import PlanPreview, preview
-from runners.plan.estimate import ORCHESTRATION_SECONDS
+from runners.plan.estimate import STARTUP_SECONDS
 from sobolev.trainers.config import COMPILE_AUTO_POINT_STEPS
 
 SHOWN, FULL = 40, 60
@@ -47,20 +47,27 @@ def show_plan(spec_path: str, opts: SweepOptions) -> PlanPreview:
         out.print(f"torch.compile: {compiled} of the {len(todo)} trials to run (`compile: auto` compiles trials of at "
                   f"least {COMPILE_AUTO_POINT_STEPS:,} steps × points, where it repays its first step; the "
                   f"autograd derivative path stays eager)", soft_wrap=True)
+    if view.chains:
+        out.print(f"chained: {view.chained} short trials as {view.chains} Tune trials, each training its trials one "
+                  "after the other (run.chain_seconds; every trial keeps its own run, key and checkpoints)",
+                  soft_wrap=True)
     if view.pack > 1:
         out.print(f"packed (run.pack={view.pack}): {len(todo)} trials as {view.packs} batched Tune trials of sizes "
                   f"{', '.join(map(str, view.pack_sizes))}", soft_wrap=True)
     conc, total = view.concurrent, view.train_seconds
+    outside = view.overhead * len(todo) / conc + (STARTUP_SECONDS if todo else 0.0)
+    source = "as this sweep's earlier runs measured" if view.overhead_measured else "a first guess"
     out.print(
         f"{len(view.trials)} trials ({view.dropped} dropped by include/exclude), "
         f"{len(view.trials) - len(todo)} already FINISHED, diverged or running in {view.uri}, {len(todo)} to run.\n"
         f"Estimated cost on this machine: {total / 60:.1f} trial-minutes of training, "
-        f"about {total / conc / 60:.1f} min wall time with {conc} concurrent trial(s) "
-        f"(plus ~{ORCHESTRATION_SECONDS * len(todo) / conc / 60:.1f} min orchestration).",
+        f"about {(total / conc + outside) / 60:.1f} min wall time with {conc} concurrent trial(s), "
+        f"{outside / 60:.1f} of them outside training ({view.overhead:.2f} s a trial per slot, {source}).",
         soft_wrap=True,
     )
     if view.search_seconds:
-        out.print(f"With the search: about {(view.search_seconds + total) / conc / 60:.1f} min wall time in all.")
+        out.print(f"With the search: about {((view.search_seconds + total) / conc + outside) / 60:.1f} min wall "
+                  "time in all.")
     return view
 
 

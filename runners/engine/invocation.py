@@ -28,7 +28,7 @@ from runners.engine.outcome import SweepOutcome
 from runners.engine.progress import View
 from runners.engine.state import STATE_FORMAT, SweepState
 from runners.plan.bounds import MAX_WALL_HOURS
-from runners.plan.estimate import SweepEstimate, TrainingBound
+from runners.plan.estimate import DEFAULT_OVERHEAD_SECONDS, STARTUP_SECONDS, SweepEstimate, TrainingBound
 from runners.plan.planner import SweepPlan, plan_sweep, tuned_values
 from runners.plan.trials import PlannedTrial
 from runners.spec.load import parse_spec_text
@@ -121,6 +121,11 @@ class Invocation:
 
     def concurrency(self) -> int:
         return concurrency(self.spec, self.opts, int(self.resources.get("CPU", os.cpu_count() or 1)))
+
+    def overhead(self) -> float:
+        """Seconds per trial per slot outside training, as this experiment's earlier invocations measured it."""
+        measured = self.tracker.measured_overhead(self.experiment_id, STARTUP_SECONDS)
+        return DEFAULT_OVERHEAD_SECONDS if measured is None else measured
 
     def phase_done(self, name: str, since: float) -> float:
         now = time.time()
@@ -252,8 +257,8 @@ def open_run(spec_path: str, opts: SweepOptions, view: View, held: contextlib.Ex
     if not inv.searching:
         inv.todo = select_todo(inv.plan.trials, runs, opts.rerun)
         outcome.planned, outcome.skipped = len(inv.plan.trials), len(inv.plan.trials) - len(inv.todo)
-    if not opts.address:
-        check_wall_time(SweepEstimate.of(inv.todo, inv.concurrency()).wall_seconds, opts, spec_path)
+    if not opts.address and inv.todo:
+        check_wall_time(SweepEstimate.of(inv.todo, inv.concurrency(), inv.overhead()).wall_seconds, opts, spec_path)
     return inv
 
 

@@ -30,7 +30,8 @@ from runners.engine.signals import Received, as_interrupt
 from runners.engine.state import NothingToResume, SweepState
 from runners.engine.trial_phase import close, train_trials, trial_context
 from runners.plan.arms import Arm
-from runners.plan.estimate import ORCHESTRATION_SECONDS, asha_steps, estimate_seconds
+from runners.plan.estimate import DEFAULT_OVERHEAD_SECONDS, STARTUP_SECONDS, asha_steps, estimate_seconds
+from runners.plan.chains import chain_packs
 from runners.plan.planner import plan_sweep, searched_members, tuned_values
 from runners.plan.trials import pack_trials
 from runners.spec.schema import SweepSpec
@@ -281,6 +282,14 @@ class PlanPreview:
     packs: int = 0
     """Tune trials the trials to run make, packed ``pack`` at a time."""
     pack_sizes: List[int] = field(default_factory=list)
+    overhead: float = 0.0
+    """Seconds per trial per slot outside training."""
+    overhead_measured: bool = False
+    """Whether ``overhead`` is what this experiment's earlier invocations measured (else the default)."""
+    chains: int = 0
+    """Tune trials that train several short trials one after the other (``runners.plan.chains``)."""
+    chained: int = 0
+    """The trials in them."""
 
     @property
     def to_run(self) -> List[TrialLine]:
@@ -323,11 +332,15 @@ def preview(spec_path: str, opts: SweepOptions) -> PlanPreview:
     packs = pack_trials([t for t in plan.trials if t.key in to_run], spec.run.pack)
     sizes = sorted({len(p) for p in packs}, reverse=True)
     conc = concurrency(spec, opts, os.cpu_count() or 1)
+    chains = [c for c in chain_packs(packs, estimate_seconds, conc, spec.run.chain_seconds) if len(c) > 1]
+    measured = tracker.measured_overhead(exp_id, STARTUP_SECONDS)
+    overhead = DEFAULT_OVERHEAD_SECONDS if measured is None else measured
     if not opts.address:
         train = sum(line.seconds for line in lines if line.to_run) + sum(a.seconds for a in arms if not a.searched)
-        check_wall_time((train + ORCHESTRATION_SECONDS * len(to_run)) / conc, opts, spec_path)
+        check_wall_time(train / conc + overhead * len(to_run) / conc + STARTUP_SECONDS, opts, spec_path)
     return PlanPreview(spec_path, spec.name, spec.task, prepared.uri, lines, plan.dropped, conc, spec.search, arms,
-                       tuned_known, spec.run.pack, len(packs), sizes)
+                       tuned_known, spec.run.pack, len(packs), sizes, overhead, measured is not None, len(chains),
+                       sum(len(p) for c in chains for p in c))
 
 
 def _arm_line(arm: Arm, spec: SweepSpec, searched: bool) -> ArmLine:

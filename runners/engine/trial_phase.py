@@ -6,8 +6,9 @@ Algorithm (``train_trials``):
      own run from its latest checkpoint (Tune's, or the newest file an earlier invocation left), never in a
      second run.
   3. A ``resume`` restores Tune's experiment (``Tuner.restore(…, resume_errored=True)``) when its state is whole
-     and of this version; otherwise a new Tuner runs the trials: a grid over packs of trial keys
-     (``run.pack`` each), ``tune.with_resources``, ``reuse_actors``, retries from checkpoints.
+     and of this version; otherwise a new Tuner runs the trials: a grid over chains of packs of trial keys
+     (``run.pack`` each; short trials chained, ``runners.plan.chains``), ``tune.with_resources``,
+     ``reuse_actors``, retries from checkpoints.
   4. ``tuner.fit()`` under the caller's view.
   5. Every trial's state from MLflow (not from Tune's ResultGrid, which calls interrupted trials finished after
      SIGINT): runs left RUNNING end FAILED (Tune gave up on them) or KILLED (``resume`` reopens them).
@@ -24,13 +25,14 @@ from runners.engine.cluster import trial_resources
 from runners.engine.invocation import Invocation, select_todo
 from runners.engine.outcome import FAILED, FINISHED, INTERRUPTED, PENDING, SweepOutcome, TrialRow
 from runners.engine.progress import SweepProgress, fit_with_progress
-from runners.plan.estimate import SweepEstimate
+from runners.plan.chains import chain_packs
+from runners.plan.estimate import SweepEstimate, estimate_seconds
 from runners.plan.trials import PlannedTrial, pack_trials
 from runners.spec.schema import SweepSpec
 from runners.store.layout import TAG_FAILURE, TAG_KEY, TIME_PREFIX, timing
 from runners.store.tracker import Tracker, TrialRuns
 from runners.worker.checkpoints import latest_checkpoints
-from runners.worker.contract import PACK, PackNames, SweepTrials, TrialContext, pack_dirname, pack_keys
+from runners.worker.contract import CHAIN, PackNames, SweepTrials, TrialContext, pack_dirname, pack_keys
 
 
 def trial_context(inv: Invocation) -> TrialContext:
@@ -38,7 +40,7 @@ def trial_context(inv: Invocation) -> TrialContext:
     run = inv.spec.run
     return TrialContext(tracking_uri=inv.tracker.uri, experiment_id=inv.experiment_id or "", parent_run_id=inv.parent,
                         report_every=run.report_every, checkpoint_every=run.checkpoint_every,
-                        cpus=inv.spec.resources.cpu)
+                        cpus=inv.spec.resources.cpu, max_failures=run.max_failures)
 
 
 def continue_unfinished(tracker: Tracker, parent: str, todo: List[PlannedTrial], runs: TrialRuns) -> List[str]:
@@ -64,7 +66,7 @@ def trials_state_is_whole(path: Path) -> bool:
         return False
     try:
         trials = json.loads(states[-1].read_text())["trial_data"]
-        return bool(trials) and all(PACK in json.loads(data[0])["config"] for data in trials)
+        return bool(trials) and all(CHAIN in json.loads(data[0])["config"] for data in trials)
     except Exception:  # noqa: BLE001 - a state Tune's next version writes differently is not whole to us
         return False
 
@@ -91,11 +93,13 @@ def new_tuner(inv: Invocation, trials: List[PlannedTrial], checkpoints: Dict[str
     from runners.engine.tune_events import ProgressCallback
 
     spec = inv.spec
-    packs = [[t.key for t in pack] for pack in pack_trials(trials, spec.run.pack)]
+    chains = chain_packs(pack_trials(trials, spec.run.pack), estimate_seconds, inv.concurrency(),
+                         spec.run.chain_seconds)
+    longest = max(len(chain) for chain in chains)
     experiment = Path(inv.state.experiment_path)
     return tune.Tuner(
         _trainable(spec, SweepTrials.of(trials, trial_context(inv), checkpoints)),
-        param_space={PACK: tune.grid_search(packs)},
+        param_space={CHAIN: tune.grid_search([[[t.key for t in pack] for pack in chain] for chain in chains])},
         tune_config=tune.TuneConfig(
             reuse_actors=True,
             max_concurrent_trials=inv.concurrency(),
@@ -105,7 +109,8 @@ def new_tuner(inv: Invocation, trials: List[PlannedTrial], checkpoints: Dict[str
         run_config=tune.RunConfig(
             name=experiment.name,
             storage_path=str(experiment.parent),
-            failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
+            # each pack of a chain has its own retries (the worker counts them): the chain may need them all
+            failure_config=tune.FailureConfig(max_failures=(spec.run.max_failures + 1) * longest - 1),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[ProgressCallback()],
             verbose=0,
@@ -133,7 +138,7 @@ def train_trials(inv: Invocation) -> SweepOutcome:
         tuner = restored_tuner(inv, checkpoints)
     else:
         tuner = new_tuner(inv, pending, checkpoints)
-    outcome.estimate = SweepEstimate.of(pending, inv.concurrency())
+    outcome.estimate = SweepEstimate.of(pending, inv.concurrency(), inv.overhead())
     progress = SweepProgress({t.key: t.name for t in inv.todo}, outcome.estimate.wall_seconds, outcome.skipped)
     pending_keys = {t.key for t in pending}
     for t in inv.todo:  # finished before (an earlier attempt of this invocation): counted, not trained
@@ -153,7 +158,7 @@ def _tune_errors(tuner) -> Dict[str, str]:
     except Exception:  # pragma: no cover - no results when interrupted very early
         return errors
     for result in grid:
-        if result.error is not None and result.config and PACK in result.config:
+        if result.error is not None and result.config and CHAIN in result.config:
             for key in pack_keys(result.config):
                 errors[key] = str(result.error).strip().splitlines()[-1][:500]
     return errors
@@ -205,6 +210,7 @@ def close(inv: Invocation, status: Optional[str] = None) -> SweepOutcome:
     estimate = outcome.estimate
     inv.tracker.log_metrics(inv.parent, [{
         "step": 0, "trials_finished": outcome.count(FINISHED), "trials_failed": outcome.count(FAILED),
+        "concurrency": inv.concurrency(),
         "trials_interrupted": outcome.count(INTERRUPTED) + outcome.count(PENDING),
         **timing({"wall_seconds": outcome.wall_seconds, "train_seconds_sum": outcome.train_seconds,
                   **({"estimated_train_seconds": estimate.train_seconds,

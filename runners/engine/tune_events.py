@@ -34,15 +34,13 @@ class ProgressCallback(Callback):
             if EventSink.progress.state.get(key) in only_from:
                 EventSink.progress.state[key] = state
 
-    def on_trial_start(self, iteration, trials, trial, **info):
-        if isinstance(EventSink.progress, SweepProgress):
-            self._set(trial, "running", (None, "running", "failed"))
-            EventSink.changed()
-
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if isinstance(EventSink.progress, SweepProgress):
             name = result.get("best_trial") or EventSink.progress.names.get(_keys_of(trial)[0], "")
             EventSink.progress.observe(name, result)
+            for key in _keys(result, "running_keys"):  # the pack of the chain being trained
+                if EventSink.progress.state.get(key) in (None, "running", "failed"):
+                    EventSink.progress.state[key] = "running"
             for key in _keys(result, "finished_keys"):
                 EventSink.progress.state[key] = "done"
             for key in _keys(result, "failed_keys"):

@@ -1,24 +1,35 @@
-"""The cost estimate of ``plan`` and ``run``: seconds of training per trial on this machine.
+"""The cost estimate of ``plan`` and ``run``: seconds on this machine, for any network, size and sweep.
 
-A trial's step costs ``ratio · (a + b · points)`` seconds:
-  1. ``a`` (fixed per step: Python, kernel launches, Adam) and ``b`` (per training point) are measured
-     once per process on the reference network (3 × 256, 2-D input, values only) at two point counts;
-     each is the median of repeated timings, so one slow moment of a noisy machine does not set it.
-  2. ``ratio`` comes from the operation count, not from timing: derivative supervision carries the
-     input tangents through every layer (forward mode, ``sobolev/jacobian.py``), ``1 + d`` times the
-     work of the values alone for a ``d``-dimensional input; a network of width ``w`` and ``L`` hidden
-     layers does ``(w / 256)² · (L + 1) / 4`` times the reference's multiply-adds per point (the fixed
-     part grows with the layer count only).
-  3. Plus the final evaluation: the whole signal once with its derivatives.
-``run`` prints the estimate of what it launched against what happened (:class:`SweepEstimate`) and logs
-both to the parent run (``time/estimated_*``).
+A trial costs ``steps × step + evaluations + overhead`` seconds:
+  1. A step costs ``c0 · layers + c1 · parameters + c2 · multiply-adds``: a fixed cost per layer (Python, kernel
+     launches), a cost per parameter (its gradient, Adam's update: whatever the points) and a cost per
+     multiply-add of the layers' products over the training points (three per point and weight: the forward
+     pass and two in the backward; derivative supervision carries ``1 + d`` tangents through every layer for a
+     ``d``-dimensional input).  ``c0``, ``c1`` and ``c2`` are measured on this machine by timing three
+     reference networks (a narrow one on few points, a wide one on few points, the wide one on many: each term
+     in turn), medians of repeated timings, and cached per CPU, torch version and thread count
+     (``$SOBOLEV_CACHE``, default ``~/.cache/sobolev-sweep``), so only the first ``plan`` on a machine pays
+     for them.
+  2. An evaluation is a forward pass over the whole signal (periodic ones without derivatives, the final one
+     with them).
+  3. The overhead of a trial outside training and evaluation — its worker, data, MLflow run, pictures, Tune's
+     scheduling — is what this store's earlier sweeps measured (their wall time × concurrent trials − training,
+     per trial: ``Tracker.measured_overhead``), or :data:`DEFAULT_OVERHEAD_SECONDS` in a fresh store; a sweep
+     adds :data:`STARTUP_SECONDS` (Ray, imports).
+``run`` prints the estimate of what it launched against what happened (:class:`SweepEstimate`) and logs both to
+the parent run (``time/estimated_*``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from runners.plan.bounds import (DATA_COPIES, EVAL_CHUNK, FLOAT, RUN_SHARE, SAVED_PER_UNIT, gigabytes, machine_memory,
@@ -27,19 +38,32 @@ from runners.plan.trials import PlannedTrial
 from sobolev.errors import ConfigError
 from sobolev.losses import SUPERVISIONS
 
-REFERENCE_WIDTH, REFERENCE_LAYERS = 256, 3
-CALIBRATION_POINTS = (64, 2048)
+DEFAULT_OVERHEAD_SECONDS = 0.4
+"""Per trial per concurrent slot, outside training and evaluation, where the store has measured nothing yet (a
+tiny trial's on a 2-core AMD EPYC, benchmarks/bench_scale.py, docs/performance.md)."""
+STARTUP_SECONDS = 15.0
+"""A sweep's fixed start and end: imports, the local Ray, the store, Tune's shutdown."""
+REFERENCES = ((16, 64), (256, 64), (256, 4096))
+"""(width, points) of the three reference networks (3 hidden layers, 2-D input, 3 outputs, values only)."""
 REPEATS = 5
-_calibration: Optional[Tuple[float, float]] = None
+CALIBRATION_FORMAT = 1
+_calibration: Optional[Tuple[float, float, float]] = None
 
 
-def _step_seconds(points: int, steps: int = 3) -> float:
+def layer_sizes(in_features: int, width: int, hidden_layers: int, out_features: int,
+                encoded: Optional[int] = None) -> List[Tuple[int, int]]:
+    """(in, out) of every linear layer of a coordinate MLP (``encoded``: the encoding's width, if any)."""
+    first = encoded if encoded else in_features
+    return [(first, width)] + [(width, width)] * hidden_layers + [(width, out_features)]
+
+
+def _step_seconds(width: int, points: int, steps: int = 3) -> float:
     import torch
 
     from sobolev.models import CoordinateMLP
 
     torch.manual_seed(0)
-    model = CoordinateMLP(2, 3, hidden_features=REFERENCE_WIDTH, hidden_layers=REFERENCE_LAYERS)
+    model = CoordinateMLP(2, 3, hidden_features=width, hidden_layers=3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(points, 2)
 
@@ -55,38 +79,83 @@ def _step_seconds(points: int, steps: int = 3) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def calibrate() -> Tuple[float, float]:
-    """Step 1: ``(a, b)``, seconds per step and per training point per step of the reference network."""
+def _calibration_file() -> Path:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    key = hashlib.sha256(json.dumps([CALIBRATION_FORMAT, cpu, torch.__version__, torch.get_num_threads()])
+                         .encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("SOBOLEV_CACHE", Path.home() / ".cache" / "sobolev-sweep"))
+    return cache / f"calibration-{key}.json"
+
+
+def calibrate() -> Tuple[float, float, float]:
+    """Step 1: ``(c0, c1, c2)``: seconds per layer, per parameter and per multiply-add of a step on this machine
+    (measured once, then read from the cache)."""
     global _calibration
-    if _calibration is None:
-        small, large = CALIBRATION_POINTS
-        t_small = statistics.median(_step_seconds(small) for _ in range(REPEATS))
-        t_large = statistics.median(_step_seconds(large) for _ in range(REPEATS))
-        per_point = max(t_large - t_small, 0.0) / (large - small)
-        _calibration = (max(t_small - per_point * small, 0.0), per_point)
+    if _calibration is not None:
+        return _calibration
+    path = _calibration_file()
+    try:
+        _calibration = tuple(json.loads(path.read_text())["coefficients"])
+        return _calibration
+    except (OSError, ValueError, KeyError):
+        pass
+    times = [statistics.median(_step_seconds(w, n) for _ in range(REPEATS)) for w, n in REFERENCES]
+    (w0, n0), (w1, _), (_, n2) = REFERENCES
+    layers = len(layer_sizes(2, w0, 3, 3))
+    params = [sum(i * o + o for i, o in layer_sizes(2, w, 3, 3)) for w in (w0, w1)]
+    work = sum(i * o for i, o in layer_sizes(2, w1, 3, 3)) * 3
+    c2 = max(times[2] - times[1], 0.0) / (work * (n2 - n0))
+    c1 = max(times[1] - times[0] - c2 * 3 * n0 * (sum(i * o for i, o in layer_sizes(2, w1, 3, 3))
+                                                - sum(i * o for i, o in layer_sizes(2, w0, 3, 3))), 0.0) / (
+        params[1] - params[0])
+    c0 = max(times[0] - c1 * params[0] - c2 * 3 * n0 * sum(i * o for i, o in layer_sizes(2, w0, 3, 3)), 0.0) / layers
+    _calibration = (c0, c1, c2)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({"coefficients": _calibration, "references": REFERENCES, "seconds": times}))
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache: measured again next time
+        pass
     return _calibration
 
 
-def work_ratio(trial: PlannedTrial) -> Tuple[float, float]:
-    """Step 2: the trial's fixed and per-point work per step relative to the reference network's."""
+def _shape(trial: PlannedTrial) -> Tuple[List[Tuple[int, int]], int]:
+    """The trial network's layer sizes and its input tangents per point."""
     cfg = trial.config
+    m = cfg.model
+    encoded = 2 * int(m.ff_features) if m.ff_features else None
+    sizes = layer_sizes(trial.task.dimensions, int(m.hidden_features), int(m.hidden_layers),
+                        max(trial.channels, 1), encoded)
     tangents = 1 + trial.task.dimensions if SUPERVISIONS.get(cfg.supervision).uses_derivatives else 1
-    depth = (cfg.model.hidden_layers + 1) / (REFERENCE_LAYERS + 1)
-    width = (cfg.model.hidden_features / REFERENCE_WIDTH) ** 2
-    return tangents * depth, tangents * depth * width
+    return sizes, tangents
+
+
+def step_seconds(trial: PlannedTrial) -> float:
+    """Step 1 for one trial."""
+    c0, c1, c2 = calibrate()
+    sizes, tangents = _shape(trial)
+    params = sum(i * o + o for i, o in sizes)
+    work = sum(i * o for i, o in sizes) * 3 * tangents * trial.points
+    return c0 * len(sizes) * tangents + c1 * params + c2 * work
 
 
 def estimate_seconds(trial: PlannedTrial) -> float:
-    """Training time of one trial at full speed on this machine (steps 1–3)."""
-    fixed, per_point = calibrate()
-    ratio_fixed, ratio_point = work_ratio(trial)
-    train = (ratio_fixed * fixed + ratio_point * per_point * trial.points) * trial.config.steps
-    evaluation = ratio_point * per_point * trial.samples * (1 + trial.task.dimensions)
-    return train + evaluation
-
-
-ORCHESTRATION_SECONDS = 1.5
-"""Per trial, outside training (worker, data, MLflow, pictures): the allowance of the wall-time estimate."""
+    """Training and evaluation of one trial at full speed on this machine (steps 1–2)."""
+    c0, c1, c2 = calibrate()
+    sizes, tangents = _shape(trial)
+    cfg = trial.config
+    per_point = sum(i * o for i, o in sizes)
+    periodic = cfg.steps // cfg.eval_every - (cfg.steps % cfg.eval_every == 0) if cfg.eval_every else 0
+    evaluation = c2 * per_point * trial.samples * (periodic + 1 + trial.task.dimensions)
+    return step_seconds(trial) * cfg.steps + evaluation
 
 
 @dataclass(frozen=True)
@@ -94,14 +163,18 @@ class SweepEstimate:
     """What ``run`` expected of the trials it launched, set against the outcome at the end."""
 
     train_seconds: float
-    """Training summed over the trials."""
+    """Training and evaluation summed over the trials."""
     wall_seconds: float
-    """Wall time: training over the concurrent slots plus the orchestration allowance."""
+    """Wall time: training over the concurrent slots, each trial's overhead, and the sweep's start-up."""
 
     @classmethod
-    def of(cls, trials: List[PlannedTrial], concurrent: int) -> "SweepEstimate":
+    def of(cls, trials: List[PlannedTrial], concurrent: int,
+           overhead: float = DEFAULT_OVERHEAD_SECONDS) -> "SweepEstimate":
+        """``overhead``: seconds per trial per slot outside training (measured by the store, or the default)."""
+        if not trials:
+            return cls(0.0, 0.0)
         train = sum(estimate_seconds(t) for t in trials)
-        return cls(train, (train + ORCHESTRATION_SECONDS * len(trials)) / concurrent)
+        return cls(train, train / concurrent + overhead * len(trials) / concurrent + STARTUP_SECONDS)
 
 
 def asha_steps(samples: int, grace: int, eta: float, max_t: int) -> float:

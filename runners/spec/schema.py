@@ -125,6 +125,9 @@ class RunSettings(Settings):
     """Retries of a failing trial, from its last checkpoint."""
     pack: Integer = Field(1, ge=1, le=1024)
     """Train up to K trials of one architecture and point count as one batched network."""
+    chain_seconds: Number = Field(20.0, ge=0)
+    """Train trials estimated to take under 3 s one after the other in one Tune trial, about this many seconds
+    of them at a time (``runners.plan.chains``); 0: every trial a Tune trial of its own."""
 
 
 class SweepSpec(Settings):

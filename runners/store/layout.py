@@ -39,9 +39,13 @@ TAG_INTERRUPTED = "sobolev.interrupted"
 TAG_EVALUATIONS = "sobolev.evaluations"
 """A trial run: its held-out metrics at every evaluation against the compute spent
 (:class:`runners.store.records.EvaluationCurve`, JSON)."""
+TAG_ATTEMPTS = "sobolev.attempts"
+"""A trial run: its pack's failed attempts so far (a chain gives a pack up after ``run.max_failures`` retries)."""
 TAG_RESTORED = "sobolev.restored_from_step"
 """A trial run continued from a checkpoint: the step it restarted at."""
 TAG_NODE, TAG_NODE_IP, TAG_PACK_SIZE = "sobolev.node", "sobolev.node_ip", "sobolev.pack_size"
+TAG_CHAIN_SIZE = "sobolev.chain_size"
+"""A trial run: how many trials its Tune trial trained one after the other (``runners.plan.chains``)."""
 TAG_SPEC_PATH, TAG_OVERRIDES = "sobolev.spec_path", "sobolev.overrides"
 SEARCH_TAG = "sobolev.search."
 """Parent-run tag prefix: ``sobolev.search.<arm key>`` holds the arm's search result

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -17,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from runners.store.drivers import driver_gone, driver_identity
 from runners.store.layout import (EXPERIMENT_KIND, KIND_SWEEP, KIND_TRIAL, PARENT, PLAN_ARTIFACT, SEARCH_TAG,
                                   SPEC_ARTIFACT, TAG_DIVERGED, TAG_DRIVER, TAG_INTERRUPTED, TAG_KEY, TAG_KIND,
-                                  TAG_SHAPE, TAG_TASK)
+                                  TAG_SHAPE, TAG_TASK, TIME_PREFIX)
 from runners.store.records import PlanRecord, SearchResult, TaskInfo
 from runners.store.uri import artifact_location, sqlite_path
 from sobolev.config import flatten
@@ -130,10 +131,24 @@ WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active'
 ``tests/test_scale.py`` checks it against MLflow's search."""
 
 
-def _sqlite_trial_runs(db: Path, exp_id: str) -> List[TrialRun]:
+FIND_CHILD_SQL = f"""
+SELECT r.run_uuid FROM runs r
+JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = '{TAG_KEY}'
+JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = '{PARENT}'
+WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND k.value = ? AND p.value = ?
+ORDER BY r.start_time LIMIT 1
+"""
+
+
+def sqlite3_reader(db: Path):
+    """A read-only connection to a SQLite store (MLflow's own connections write)."""
     import sqlite3
 
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+
+
+def _sqlite_trial_runs(db: Path, exp_id: str) -> List[TrialRun]:
+    with contextlib.closing(sqlite3_reader(db)) as con:
         rows = con.execute(TRIAL_RUNS_SQL, (int(exp_id),)).fetchall()
     return [TrialRun(run_id, key, status, div == "true", parent, int(start)) for run_id, key, status, div, parent, start
             in rows]
@@ -221,6 +236,20 @@ class Tracker:
         return [TrialRun(r.info.run_id, r.data.tags.get(TAG_KEY, ""), r.info.status, diverged(r),
                          r.data.tags.get(PARENT), r.info.start_time or 0) for r in runs]
 
+    def measured_overhead(self, exp_id: Optional[str], startup: float) -> Optional[float]:
+        """Seconds per trial per concurrent slot that this experiment's earlier invocations spent outside training:
+        ``((wall − startup) × concurrent − training) / trials``, the median over those that recorded it."""
+        if exp_id is None:
+            return None
+        found = []
+        for run in self.search(exp_id, f"tags.`{TAG_KIND}` = '{KIND_SWEEP}'"):
+            m = run.data.metrics
+            wall, train = m.get(TIME_PREFIX + "wall_seconds"), m.get(TIME_PREFIX + "train_seconds_sum")
+            trials, slots = m.get("trials_finished"), m.get("concurrency")
+            if wall and train is not None and trials and slots:
+                found.append(max(((wall - startup) * slots - train) / trials, 0.0))
+        return statistics.median(found) if found else None
+
     def reconcile(self, exp_id: Optional[str]) -> List[Any]:
         """End what invocations whose driver is gone left RUNNING (:func:`driver_gone`): their trial runs
         KILLED with the reason (a later ``run`` or ``resume`` continues them from their checkpoints), their
@@ -255,6 +284,12 @@ class Tracker:
         return self.search(exp_id, f"tags.`{PARENT}` = '{parent_id}'")
 
     def find_child(self, exp_id: str, parent_id: str, key: str):
+        """The run of ``key`` under ``parent_id``, if there is one (a SQLite store answers it from its tags table)."""
+        db = sqlite_path(self.uri)
+        if db is not None:
+            with contextlib.closing(sqlite3_reader(db)) as con:
+                row = con.execute(FIND_CHILD_SQL, (int(exp_id), key, parent_id)).fetchone()
+            return self.client.get_run(row[0]) if row else None
         runs = self.search(exp_id, f"tags.`{TAG_KEY}` = '{key}' and tags.`{PARENT}` = '{parent_id}'")
         return runs[0] if runs else None
 
@@ -299,11 +334,11 @@ class Tracker:
                     found[key] = SearchResult.from_json(text)
         return found
 
-    def open_child(self, exp_id: str, parent_id: str, key: str, name: str, params: Dict[str, Any],
+    def open_child(self, exp_id: str, parent_id: str, key: str, name: str, params: Optional[Dict[str, Any]],
                    tags: Dict[str, str], kind: str = KIND_TRIAL) -> Tuple[Any, bool]:
         """The trial's child run and whether it was created now: reopened (``tags`` updated) if this
-        parent already has it, else created with ``params`` and ``tags``.  ``kind``: ``trial`` (what
-        reports read), or ``tuning`` (one configuration of a search)."""
+        parent already has it, else created with ``params`` (None: the caller logs them) and ``tags``.  ``kind``:
+        ``trial`` (what reports read), or ``tuning`` (one configuration of a search)."""
         existing = self.find_child(exp_id, parent_id, key)
         if existing is not None:
             if existing.info.status != "FINISHED" and not diverged(existing):
@@ -313,7 +348,8 @@ class Tracker:
         run = self.client.create_run(
             exp_id, run_name=name, tags={PARENT: parent_id, TAG_KEY: key, TAG_KIND: kind, **tags}
         )
-        self.log_params(run.info.run_id, params)
+        if params is not None:
+            self.log_params(run.info.run_id, params)
         return run, True
 
     def log_dataset(self, run_id: str, name: str, digest: str, source: str, shape: Sequence[int],
@@ -347,6 +383,17 @@ class Tracker:
     def last_logged_step(self, run_id: str, key: str = "loss") -> int:
         history = self.client.get_metric_history(run_id, key)
         return max((m.step for m in history), default=0)
+
+    def log(self, run_id: str, rows: Iterable[Dict[str, float]], tags: Dict[str, str], timestamp_ms: int) -> None:
+        """Metric rows and tags in one request (a trial's end: its last metrics, its evaluation curve)."""
+        from mlflow.entities import Metric, RunTag
+
+        metrics = [Metric(k, float(v), timestamp_ms, int(row["step"])) for row in rows for k, v in row.items()
+                   if k != "step" and isinstance(v, (int, float))]
+        tag_list = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        self.client.log_batch(run_id, metrics=metrics[:1000], tags=tag_list)
+        for i in range(1000, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
     def log_metrics(self, run_id: str, rows: Iterable[Dict[str, float]], timestamp_ms: int) -> None:
         """One ``log_batch`` request per 1000 values (MLflow's limit), not one per value."""

@@ -3,7 +3,9 @@
 Every planned trial of the invocation, typed config included, and the :class:`TrialContext`
 they run in travel together as one :class:`SweepTrials`, put into Ray's object store once
 (``tune.with_parameters``).  Tune's own ``param_space`` stays plain data — each Tune trial's
-config is ``{"pack": [trial keys]}``, the members it trains (one, unless ``run.pack`` > 1) —
+config is ``{"chain": [[trial keys], …]}``: the packs it trains one after the other (a chain of short
+trials, ``runners.plan.chains``), each pack the members trained as one batched network (one, unless
+``run.pack`` > 1) —
 so Tune can save, show and restore it as it is.  The worker (``runners.worker.trial``) looks its
 members up and trains their configs unchanged; the driver's Tune events (``runners.engine.tune_events``)
 read the keys.
@@ -18,8 +20,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from runners.plan.arms import Arm
 from runners.plan.trials import PlannedTrial
 
-PACK = "pack"
-"""The key of Tune's ``param_space`` (and of each Tune trial's config): the member trial keys."""
+CHAIN = "chain"
+"""The key of Tune's ``param_space`` (and of each Tune trial's config): its packs of member trial keys, in the
+order it trains them."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class TrialContext:
     """Steps between checkpoints."""
     cpus: float
     """CPUs Ray gives each Tune trial: torch uses as many threads."""
+    max_failures: int = 2
+    """Retries of a failing pack (``run.max_failures``); a chain goes on past a pack that used them up."""
 
 
 @dataclass(frozen=True)
@@ -53,20 +58,20 @@ class SweepTrials:
            checkpoints: Optional[Mapping[str, str]] = None) -> "SweepTrials":
         return cls(context, {t.key: t for t in trials}, dict(checkpoints or {}))
 
-    def members(self, tune_config: Dict[str, Any]) -> List[PlannedTrial]:
-        """The planned trials one Tune trial trains."""
-        return [self.by_key[key] for key in pack_keys(tune_config)]
+    def packs(self, tune_config: Dict[str, Any]) -> List[List[PlannedTrial]]:
+        """The packs of planned trials one Tune trial trains, in order."""
+        return [[self.by_key[key] for key in pack] for pack in tune_config[CHAIN]]
 
 
 def pack_keys(tune_config: Dict[str, Any]) -> List[str]:
-    """The member keys of a Tune trial's config."""
-    return list(tune_config[PACK])
+    """Every member key of a Tune trial's config (all its packs)."""
+    return [key for pack in tune_config[CHAIN] for key in pack]
 
 
 def pack_dirname(tune_config: Dict[str, Any]) -> str:
     """A Tune trial's folder: its one member's key, or a hash of its members' keys."""
     keys = pack_keys(tune_config)
-    return keys[0] if len(keys) == 1 else "pack-" + hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]
+    return keys[0] if len(keys) == 1 else "chain-" + hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""One sweep trial inside Ray Tune: a pack of K planned trials (K = ``run.pack``, 1 by default),
-trained by the shared trainers, reporting through their callback hook.
+"""One sweep trial inside Ray Tune: a chain of packs (short trials one after the other, ``runners.plan.chains``),
+each pack K planned trials (K = ``run.pack``, 1 by default) trained by the shared trainers, reporting through
+their callback hook.
 
 Algorithm (per Tune trial, on whichever node Ray places it):
   1. Open every member's MLflow child run — or reopen it after a retry or ``resume``; a run this
@@ -21,6 +22,7 @@ re-validating them.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import tempfile
@@ -32,8 +34,8 @@ import yaml
 
 from runners.plan.trials import PlannedTrial
 from runners.store.layout import (AXIS, DESCRIPTION, FLOPS_PARAM, PHASE_EVALUATE, PREVIEW_KEY, TAG_ARM, TAG_DIVERGED,
-                                  TAG_EVALUATIONS, TAG_FAILURE, TAG_NODE, TAG_NODE_IP, TAG_PACK_SIZE, TAG_PHASE,
-                                  TAG_RESTORED, TIME_PREFIX, timing)
+                                  TAG_ATTEMPTS, TAG_CHAIN_SIZE, TAG_EVALUATIONS, TAG_FAILURE, TAG_NODE, TAG_NODE_IP,
+                                  TAG_PACK_SIZE, TAG_PHASE, TAG_RESTORED, TIME_PREFIX, timing)
 from runners.store.records import EvaluationCurve
 from runners.store.tracker import Tracker, diverged
 from runners.worker.checkpoints import report_with_checkpoint, restore_members
@@ -41,6 +43,11 @@ from runners.worker.contract import SweepTrials, TrialContext
 
 FAIL_ONCE_AT_STEP = "SOBOLEV_TEST_FAIL_ONCE_AT_STEP"
 """Test-only fault injection (tests/README.md): every Tune trial raises once on reaching this step."""
+
+
+FAIL_ALWAYS = "SOBOLEV_TEST_FAIL_ALWAYS"
+"""Test-only fault injection, ``KEY@STEP``: the pack training trial ``KEY`` raises at every attempt on reaching
+``STEP``."""
 
 
 class InjectedFailure(RuntimeError):
@@ -96,8 +103,8 @@ class BatchedMetrics:
 
 
 def sobolev_trial(config: Dict[str, Any], sweep: SweepTrials) -> None:
-    """The Ray Tune function trainable (``tune.report`` / ``tune.get_checkpoint``, Ray 2.60): the members
-    named by ``config`` (``runners.worker.contract.PACK``), looked up in ``sweep``."""
+    """The Ray Tune function trainable (``tune.report`` / ``tune.get_checkpoint``, Ray 2.60): the packs named by
+    ``config`` (``runners.worker.contract.CHAIN``), looked up in ``sweep``, one after the other."""
     import torch
     from ray import tune
 
@@ -106,24 +113,51 @@ def sobolev_trial(config: Dict[str, Any], sweep: SweepTrials) -> None:
     ctx = sweep.context
     flush_denormals()  # first: Tune runs each trial in a fresh thread, whose pool inherits the mode
     torch.set_num_threads(max(1, int(ctx.cpus)))
-    pack = TrialPack(sweep.members(config), ctx, Tracker(ctx.tracking_uri))
-    if not pack.open_runs() or not pack.check_data():
-        tune.report({**pack.summary(), "already_finished": 1})
-        return
-    pack.build(tune.get_checkpoint(), sweep.checkpoints)
-    try:
-        pack.fit()
-    except BaseException:
-        pack.flush()  # the runs stay RUNNING: Tune retries the pack from its last checkpoint
-        raise
-    tune.report(pack.summary())
+    tracker = Tracker(ctx.tracking_uri)
+    checkpoint = tune.get_checkpoint()  # a retry's: the files of the pack it stopped in
+    reports = ChainReports()
+    packs = sweep.packs(config)
+    chained = sum(len(members) for members in packs)
+    for i, members in enumerate(packs):
+        pack = TrialPack(members, ctx, tracker, chained)
+        if pack.open_runs() and pack.check_data():
+            pack.build(checkpoint, sweep.checkpoints)
+            try:
+                pack.fit()
+            except BaseException as exc:
+                pack.flush()  # the runs stay RUNNING: Tune retries the chain, this pack from its last checkpoint
+                if not pack.give_up(exc):
+                    raise
+        reports.add(pack.summary(), last=i == len(packs) - 1)
+
+
+class ChainReports:
+    """A chain's reports to Tune: what its packs ended, sent at most every :data:`REPORT_SECONDS` (each report
+    waits for the driver) and after its last pack."""
+
+    REPORT_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.finished: List[str] = []
+        self.failed: List[str] = []
+        self.sent = time.monotonic()
+
+    def add(self, summary: Dict[str, Any], last: bool) -> None:
+        from ray import tune
+
+        self.finished += [k for k in summary["finished_keys"].split(",") if k]
+        self.failed += [k for k in summary["failed_keys"].split(",") if k]
+        if last or time.monotonic() - self.sent >= self.REPORT_SECONDS:
+            tune.report({**summary, "finished_keys": ",".join(self.finished), "failed_keys": ",".join(self.failed),
+                         "finished": len(self.finished), "failed": len(self.failed)})
+            self.finished, self.failed, self.sent = [], [], time.monotonic()
 
 
 class TrialPack:
     """The members of one Tune trial: their child runs, trainers, metric buffers and reports."""
 
-    def __init__(self, members: List[PlannedTrial], ctx: TrialContext, tracker: Tracker) -> None:
-        self.members, self.ctx, self.tracker = members, ctx, tracker
+    def __init__(self, members: List[PlannedTrial], ctx: TrialContext, tracker: Tracker, chained: int = 1) -> None:
+        self.members, self.ctx, self.tracker, self.chained = members, ctx, tracker, chained
         self.run_ids: Dict[str, str] = {}
         self.finished: List[str] = []
         self.failed: List[str] = []
@@ -137,16 +171,20 @@ class TrialPack:
         self.report_seconds = 0.0
         self.logged_step: Dict[str, int] = {}  # member to train → last step its run has (0: created now)
         self.stale_failure: Set[str] = set()
+        self.created: Set[str] = set()  # members whose run this attempt created (its params not logged yet)
+        self.attempts = 0  # this pack's failed attempts so far (its runs' tag)
 
     # 1. child runs
     def open_runs(self) -> int:
         """Open every member's run; returns how many still need training."""
-        tags = {TAG_NODE: socket.gethostname(), TAG_NODE_IP: _node_ip(), TAG_PACK_SIZE: str(len(self.members))}
+        tags = {TAG_NODE: socket.gethostname(), TAG_NODE_IP: _node_ip(), TAG_PACK_SIZE: str(len(self.members)),
+                TAG_CHAIN_SIZE: str(self.chained)}
         for t in self.members:
             run, created = self.tracker.open_child(self.ctx.experiment_id, self.ctx.parent_run_id, t.key,
-                                                   t.name, trial_params(t),
-                                                   {**tags, **trial_tags(t)})
+                                                   t.name, None, {**tags, **trial_tags(t)})  # params: build()
             self.run_ids[t.key] = run.info.run_id
+            if created:
+                self.created.add(t.key)
             if created and t.dataset is not None:
                 self.tracker.log_dataset(run.info.run_id, t.dataset.name, t.dataset.digest, t.dataset.source,
                                          [*t.shape, t.channels], t.samples)
@@ -155,11 +193,15 @@ class TrialPack:
                 self._observe(t, run.data.metrics)
             elif diverged(run):
                 self.failed.append(t.key)
+            elif int(run.data.tags.get(TAG_ATTEMPTS, 0)) > self.ctx.max_failures:  # given up by an earlier attempt
+                self.tracker.finish(run.info.run_id, "FAILED")
+                self.failed.append(t.key)
             else:
                 self.todo.append(t)
                 self.logged_step[t.key] = 0 if created else self.tracker.last_logged_step(run.info.run_id)
                 if TAG_FAILURE in run.data.tags:  # an earlier attempt's failure: cleared when this one finishes
                     self.stale_failure.add(t.key)
+                self.attempts = max(self.attempts, int(run.data.tags.get(TAG_ATTEMPTS, 0)))
         return len(self.todo)
 
     def check_data(self) -> int:
@@ -184,6 +226,24 @@ class TrialPack:
                 self.todo.remove(t)
         return len(self.todo)
 
+    def give_up(self, exc: BaseException) -> bool:
+        """A failed attempt of this pack, counted on its runs: within ``max_failures`` retries, False (Tune retries
+        the chain, this pack from its checkpoint); past them, its unfinished runs end FAILED with the cause and the
+        chain goes on to its next pack (True).  A stop from Tune or the process is never given up on."""
+        if not isinstance(exc, Exception):
+            return False
+        self.attempts += 1
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:500]
+        left = [t for t in self.todo if t.key not in self.finished and t.key not in self.failed]
+        for t in left:
+            self.tracker.set_tags(self.run_ids[t.key], {TAG_ATTEMPTS: self.attempts, TAG_FAILURE: reason})
+        if self.attempts <= self.ctx.max_failures:
+            return False
+        for t in left:
+            self.tracker.finish(self.run_ids[t.key], "FAILED")
+            self.failed.append(t.key)
+        return True
+
     # 2. trainers, restored from the latest checkpoint: Tune's (a retry, a resume) or an earlier invocation's
     def build(self, checkpoint, earlier: Dict[str, str]) -> None:
         t0 = time.perf_counter()
@@ -192,8 +252,10 @@ class TrialPack:
         trainers = dict(zip((t.key for t in self.todo), self.trainers))
         for key in restore_members(checkpoint, list(trainers.items()), earlier):
             self.tracker.set_tags(self.run_ids[key], {TAG_RESTORED: trainers[key].step})
-        for key, trainer in trainers.items():  # counted on the trial's own step (sobolev.flops)
-            self.tracker.log_params(self.run_ids[key], {FLOPS_PARAM: trainer.measure_flops()})
+        for t, trainer in zip(self.todo, self.trainers):  # its FLOPs counted on its own step (sobolev.flops)
+            flops = {FLOPS_PARAM: trainer.measure_flops()}
+            self.tracker.log_params(self.run_ids[t.key], {**trial_params(t), **flops} if t.key in self.created
+                                    else flops)
         self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], self.logged_step[t.key]) for t in self.todo]
         self.step = self.last["report"] = self.last["checkpoint"] = min(tr.step for tr in self.trainers)
 
@@ -222,6 +284,10 @@ class TrialPack:
         if all(ev.progress.final for ev in events):
             return
         self.step = max(ev.progress.step for ev in events)
+        doomed, _, at = os.environ.get(FAIL_ALWAYS, "").partition("@")
+        if doomed in {t.key for t in self.todo} and self.step >= int(at):
+            self.flush()
+            raise InjectedFailure(f"injected failure at step {self.step} (every attempt)")
         fail_at = _injected_failure_step()
         marker = _injected_failure_marker(self.run_ids[self.members[0].key]) if fail_at else None
         if marker is not None and self.step >= fail_at and not marker.exists():
@@ -249,8 +315,8 @@ class TrialPack:
         t0 = time.perf_counter()
         t, log = self.todo[index], self.logs[index]
         run_id = self.run_ids[t.key]
-        log.flush()
         if isinstance(outcome, TrialDiverged):
+            log.flush()
             self.tracker.set_tags(run_id, {TAG_FAILURE: str(outcome), TAG_DIVERGED: "true"})
             self.tracker.finish(run_id, "FAILED")
             self.failed.append(t.key)
@@ -260,8 +326,6 @@ class TrialPack:
             "setup_seconds": self.setup_seconds, "report_seconds": self.report_seconds,
             "eval_seconds": outcome.eval_seconds})}
         curve = EvaluationCurve.of(outcome.history, [m for m in t.task.metrics if m in outcome.metrics])
-        if curve.rows:
-            self.tracker.set_tags(run_id, {TAG_EVALUATIONS: curve.to_json()})
         with tempfile.TemporaryDirectory() as d:
             t.task.save_artifacts(outcome, Path(d))
             (Path(d) / "config.yaml").write_text(yaml.safe_dump(
@@ -269,7 +333,13 @@ class TrialPack:
                 sort_keys=False))
             self.tracker.client.log_artifacts(run_id, d)
         final.update(timing({"finish_seconds": time.perf_counter() - t0}))  # artifacts and MLflow (not evaluation)
-        self.tracker.log_metrics(run_id, [{"step": outcome.steps, **final}], int(time.time() * 1000))
+        rows, log.rows = list(log.rows), []  # one request: the last metrics and the curve
+        if rows and rows[-1]["step"] == outcome.steps:  # the final record: one row for the final step
+            rows[-1] = {**rows[-1], **final}
+        else:
+            rows.append({"step": outcome.steps, **final})
+        self.tracker.log(run_id, rows, {TAG_EVALUATIONS: curve.to_json()} if curve.rows else {},
+                         int(time.time() * 1000))
         if t.key in self.stale_failure:
             self.tracker.delete_tags(run_id, [TAG_FAILURE])
         self.tracker.finish(run_id, "FINISHED")
@@ -277,11 +347,14 @@ class TrialPack:
         self._observe(t, final)
 
     def _log_preview(self, index: int, progress) -> None:
-        """At an evaluation step (not logged before, e.g. by the run of an earlier attempt): the prediction's
-        preview as an MLflow image at that step (the UI compares runs' images and scrubs through steps)."""
+        """At an evaluation step of a trial that evaluates periodically (not logged before, e.g. by the run of an
+        earlier attempt): the prediction's preview as an MLflow image at that step (the UI compares runs' images and
+        scrubs through steps)."""
         evaluation = progress.trainer.last_evaluation
         if evaluation is None or evaluation.steps != progress.step or progress.step <= self.logs[index].after_step:
             return  # no evaluation at this step (it is the evaluation's own step count), or logged before
+        if not progress.trainer.config.eval_every:
+            return  # no periodic evaluations: nothing to scrub through (prediction.png is the final one)
         picture = self.todo[index].task.preview(evaluation)
         if picture is not None:
             self.tracker.log_picture(self.run_ids[self.todo[index].key], PREVIEW_KEY, picture, progress.step)
@@ -297,13 +370,16 @@ class TrialPack:
 
     def summary(self) -> Dict[str, Any]:
         """The pack's report to Tune: which members ended how (read by the live view), the best PSNR."""
+        running = [t.key for t in self.todo if t.key not in self.finished and t.key not in self.failed]
         return {"step": self.step, "members": len(self.members), "finished": len(self.finished),
+                "running_keys": ",".join(running),
                 "failed": len(self.failed), "finished_keys": ",".join(self.finished),
                 "failed_keys": ",".join(self.failed), **self.best}
 
 
+@functools.lru_cache(maxsize=1)
 def _node_ip() -> str:
-    """The address of the Ray node running this trial (as the cluster knows it)."""
+    """The address of the Ray node running this trial (as the cluster knows it; a worker stays on its node)."""
     try:
         import ray
 
