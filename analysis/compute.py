@@ -107,13 +107,14 @@ def arm_curves(finished: pd.DataFrame, metric: str, axis: str = "flops") -> List
 
 
 def target_levels(curves: Sequence[ArmCurve], count: int = 3) -> List[float]:
-    """Levels worth a time-to-target table: evenly spaced between the worst and the best arm's final mean (the
-    best itself excluded: only one arm reaches it), rounded to a tenth."""
+    """Levels worth a time-to-target table: from the worst arm's final mean (every arm reaches it: the compute each
+    needed to match the worst's result) towards the best's (excluded: only one arm reaches it), evenly spaced,
+    rounded down to a tenth."""
     finals = [c.mean[-1] for c in curves if len(c.mean)]
     if len(finals) < 2:
         return []
     low, high = min(finals), max(finals)
-    return [round(low + (high - low) * (k + 1) / (count + 1), 1) for k in range(count)]
+    return [math.floor((low + (high - low) * k / count) * 10) / 10 for k in range(count)]
 
 
 def time_to_target(curves: Sequence[ArmCurve], levels: Sequence[float]) -> pd.DataFrame:

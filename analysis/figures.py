@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.tables import LABELS  # noqa: E402
@@ -166,6 +167,7 @@ def compute_figure(curves: Sequence, metric: str, axis: str, title: str, paths: 
                     label=f"{c.model} · {c.supervision}")
             ax.fill_between(c.x, c.mean - c.std, c.mean + c.std, color=color, alpha=0.12, lw=0)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: the minor labels of a short span overlap
         ax.set_xlabel("training FLOPs" if axis == "flops" else "training seconds (this machine)")
         ax.set_ylabel(f"held-out {LABELS.get(metric, metric)}")
         ax.set_title(title)

@@ -48,6 +48,16 @@ def main() -> None:
         if proc.returncode != 0:
             console.print(proc.stdout[-3000:], proc.stderr[-3000:])
             raise SystemExit(f"the sweep failed (exit {proc.returncode})")
+        said = " ".join(proc.stdout.split())
+        mark = "the estimate against"
+        estimate = said[said.index(mark):].split(" open ")[0] if mark in said else ""
+        start = time.perf_counter()  # the report of this sweep, as a user runs it after
+        report = subprocess.run([sys.executable, "-m", "runners.cli", "report", str(Path(args.spec).resolve()),
+                                 "--out", f"{d}/report", "--tracking-uri", uri, "--no-mlflow", *extra],
+                                cwd=d, env=env, capture_output=True, text=True)
+        report_seconds = time.perf_counter() - start
+        if report.returncode != 0:
+            console.print(report.stdout[-2000:], report.stderr[-2000:])
         client = MlflowClient(uri)
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=10000)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
@@ -88,6 +98,9 @@ def main() -> None:
     tune = pm.get("tune_seconds", wall)
     console.print(f"outside training: {1 - train / wall:.0%} of the whole command, {1 - train / tune:.0%} of the "
                   f"Tune phase (goal ≤ 10 %)")
+    console.print(f"report of the {len(kids)} runs: {report_seconds:.1f} s (exit {report.returncode})")
+    if estimate:
+        console.print(estimate, soft_wrap=True)
 
 
 if __name__ == "__main__":

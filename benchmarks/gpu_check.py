@@ -9,11 +9,14 @@
      3 images × relu / relu_pe / sine × val / val_der × factors 2, 4, 8 × 3 seeds = 162 trials) on this
      one device, extrapolated from a timed window of steps of each of its 18 packable groups: packed
      (K trials per pack) against one trial per process; goal: under 15 minutes packed.
+  5. Precision (``trial.precision``): trial-steps/s of fp32, tf32 (CUDA only) and bf16 at 256², ``val_der``,
+     K = 1 and K = 16, the held-out PSNR each reaches after a fixed number of steps, and the study of goal 4 per
+     precision (goal 4's packed fp32 time scaled by each precision's K = 16 speed-up).
 
 Prints one PASS/MISS line per goal and exits 0 (the numbers are the result, not a test).  Runs
 on a CPU too, for checking the script itself: ``--quick`` shrinks everything to seconds.
 
-    python benchmarks/gpu_check.py                         # on the GPU machine (~3-5 min)
+    python benchmarks/gpu_check.py                         # on the GPU machine (~4-6 min; nobody has run it on one yet)
     python benchmarks/gpu_check.py --device cpu --quick    # the same code on a CPU, ~1 min
 """
 
@@ -27,9 +30,12 @@ import bench_derivatives
 import bench_packing
 import torch
 from rich.console import Console
+from rich.table import Table
 from timing import device_name, interleaved_medians, warm_up
 
+from sobolev.errors import ConfigError
 from sobolev.models import MLPConfig
+from sobolev.precision import FP32, PRECISIONS
 from sobolev.trainers import ImageRegressionConfig, PackedTrainer
 
 
@@ -45,12 +51,13 @@ STUDY_GROUPS = [(a, sup, f) for a in ("relu", "relu_pe", "sine") for sup in ("va
 STUDY_PER_GROUP = len(STUDY_IMAGES) * STUDY_SEEDS
 
 
-def study_step(group, k: int, size: int, device: str):
+def study_step(group, k: int, size: int, device: str, precision: str = "fp32"):
     """One training step of ``k`` trials of a study group (packed when k > 1)."""
     activation, supervision, factor = group
     trainers = [ImageRegressionConfig(image=STUDY_IMAGES[i % len(STUDY_IMAGES)], size=size, factor=factor,
                                       seed=i // len(STUDY_IMAGES), steps=10**9, supervision=supervision,
-                                      model=MLPConfig(activation), device=device).setup() for i in range(k)]
+                                      model=MLPConfig(activation), device=device, precision=precision).setup()
+                for i in range(k)]
     if k == 1:
         return trainers[0].training_step
     pack, active = PackedTrainer(trainers), list(range(k))
@@ -70,6 +77,31 @@ def extrapolate_study(size: int, k_max: int, device: str, rounds: int, seconds: 
     packed = sum(packs_per_group * STUDY_STEPS * step_seconds[(g, k)] for g in STUDY_GROUPS)
     solo = sum(STUDY_PER_GROUP * STUDY_STEPS * step_seconds[(g, 1)] for g in STUDY_GROUPS)
     return packed, solo
+
+
+def _runs_on(precision: str, device: str) -> bool:
+    try:
+        PRECISIONS.get(precision).check(device, complex_layers=False)
+    except ConfigError:
+        return False
+    return True
+
+
+def precision_rows(size: int, k: int, device: str, rounds: int, seconds: float, psnr_steps: int):
+    """Goal 5: per precision that runs on ``device``, trial-steps/s at K = 1 and K = ``k`` (sine, val_der, factor 4)
+    and the held-out PSNR after ``psnr_steps`` steps of one trial."""
+    group = ("sine", "val_der", 4)
+    names = [p for p in sorted(PRECISIONS.names(), key=lambda p: PRECISIONS.get(p) is not FP32) if _runs_on(p, device)]
+    fns = {}
+    for name in names:
+        for kk in sorted({1, k}):
+            fns[(name, kk)], _ = warm_up(lambda n=name, kk=kk: study_step(group, kk, size, device, n), device)
+    step_seconds = interleaved_medians(fns, device, rounds, seconds)
+    rates = {key: key[1] / s for key, s in step_seconds.items()}
+    psnr = {name: ImageRegressionConfig(image="astronaut", size=size, factor=4, seed=0, steps=psnr_steps,
+                                        supervision="val_der", model=MLPConfig("sine"), device=device,
+                                        precision=name).setup().fit().metrics["test_psnr"] for name in names}
+    return names, rates, psnr
 
 
 def main() -> None:
@@ -120,6 +152,23 @@ def main() -> None:
                   f"trials of {study_size}² on {device_name(args.device)}: packed (K={k_max}) "
                   f"{packed_s / 60:.1f} min, one trial per process {solo_s / 60:.1f} min (goal < 15 min packed) "
                   f"{verdict(packed_s < 15 * 60)}", soft_wrap=True)
+    # 5. precision
+    k = max(packs)
+    names, rates, psnr = precision_rows(size, k, args.device, rounds, seconds, psnr_steps // 4)
+    table = Table(title=f"precision: sine val_der {size}², factor 4, trial-steps/s; held-out PSNR after "
+                        f"{psnr_steps // 4} steps; the study of goal 4 scaled by the K={k} speed-up")
+    for col in ("precision", "K=1", f"K={k}", f"K={k} vs fp32", "PSNR dB", "vs fp32", "study, packed"):
+        table.add_column(col, justify="right")
+    ref = names[0]  # fp32, the paper's
+    for name in names:
+        speed = rates[(name, k)] / rates[(ref, k)]
+        table.add_row(name, f"{rates[(name, 1)]:.1f}", f"{rates[(name, k)]:.1f}", f"{speed:.2f}×",
+                      f"{psnr[name]:.3f}", f"{psnr[name] - psnr[ref]:+.3f}", f"{packed_s / speed / 60:.1f} min")
+    console.print(table)
+    best = min(names, key=lambda n: packed_s * rates[(ref, k)] / rates[(n, k)])
+    best_min = packed_s * rates[(ref, k)] / rates[(best, k)] / 60
+    console.print(f"goal 5: the study in {best_min:.1f} min with {best} ({psnr[best] - psnr[ref]:+.3f} dB against "
+                  f"fp32 after {psnr_steps // 4} steps) {verdict(best_min < 15)}", soft_wrap=True)
     console.print(f"done in {time.time() - t0:.0f} s")
 
 

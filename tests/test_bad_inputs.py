@@ -223,3 +223,71 @@ def test_search_seeds_are_bounded():
     with pytest.raises(ConfigError, match=r"^seed: must be in 0..4294967295 \(2\*\*32 - 1\)"):
         SearchSettings.parse({**base, "seed": 2**32})
     assert SearchSettings.parse({**base, "seeds": [2**63 - 1], "seed": 2**32 - 1}).seed == 2**32 - 1
+
+
+# -- what this machine cannot hold (runners.plan.bounds), refused before anything is allocated -----
+
+@pytest.mark.parametrize("command,setting,where,allowed", [
+    ("plan", "trial.size=100000", "trial.size: 10000000000 samples × 3 channels need",
+     "allowed here: a side of at most"),
+    ("run", "trial.model.hidden_features=100000000", "trial.model.hidden_features: 100000000 units per layer need",
+     "allowed here: at most"),
+])
+def test_a_spec_larger_than_this_machine_is_refused_before_allocating(tmp_path, command, setting, where, allowed):
+    t0 = time.perf_counter()
+    line = refused(tmp_path, command, str(write_spec(tmp_path)), "--set", setting)
+    assert f"tiny.yaml: {where}" in line and allowed in line, line
+    assert time.perf_counter() - t0 < 30  # no 21 GB image decoded, no 10⁸-wide network built on the way
+
+
+def test_a_sweep_beyond_the_wall_time_limit_needs_yes(tmp_path):
+    spec = write_spec(tmp_path, trial__steps=100_000_000)
+    for command in ("plan", "run"):
+        line = refused(tmp_path, command, str(spec))
+        assert "of wall time on this machine, over the limit of 24 h: pass --yes" in line, line
+    proc = cli("plan", str(spec), "--yes", cwd=tmp_path)
+    assert proc.returncode == 0 and "Estimated cost on this machine" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("setting", ["trial.lr=.inf", "trial.lambda_der=-.inf"])
+def test_every_float_setting_refuses_infinity_and_nan(tmp_path, setting):
+    key = setting.split("=")[0]
+    line = refused(tmp_path, "run", str(write_spec(tmp_path)), "--set", setting)
+    assert f"tiny.yaml: {key}: " in line and ("finite number" in line or "greater than" in line), line
+
+
+def test_ui_on_a_busy_port_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = one_line_error(cli("ui", "--port", str(port), cwd=tmp_path, timeout=60))
+    assert f"--port: 127.0.0.1:{port} is in use" in line and "allowed: a free port" in line
+
+
+def test_a_store_that_cannot_be_written_is_one_line_and_left_as_it_was(tmp_path):
+    """An immutable database file (``chattr +i``; a read-only bind mount where the filesystem has no such
+    attribute): one line naming it, nothing started, the file unchanged."""
+    import subprocess
+
+    from runners.store.tracker import Tracker
+
+    (tmp_path / "store").mkdir()
+    db = tmp_path / "store" / "mlflow.db"
+    Tracker(f"sqlite:///{db}").client.search_experiments()  # a real, empty MLflow store
+    before = db.read_bytes()
+    if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode == 0:
+        undo = ["chattr", "-i", str(db)]
+    else:
+        subprocess.run(["mount", "--bind", "-o", "ro", str(db.parent), str(db.parent)], check=True)
+        undo = ["umount", str(db.parent)]
+    try:
+        proc = cli("run", str(write_spec(tmp_path)), "--tracking-uri", f"sqlite:///{db}", cwd=tmp_path, timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"cannot write {db}: " in lines[0], lines[0]
+    finally:
+        subprocess.run(undo, check=True)
+    assert db.read_bytes() == before and not (tmp_path / ".sobolev").exists()

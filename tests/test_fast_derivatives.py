@@ -117,6 +117,7 @@ def test_compiled_loss_gives_the_eager_result():
     assert gray.derivative_impl == "autograd" and not gray.compiled
 
 
+@pytest.mark.slow
 def test_gpu_check_script_runs_on_cpu():
     import subprocess
     import sys

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -131,11 +132,11 @@ def _assert_all_gone(family, timeout=30):
     assert not alive, [p.name() for p in alive]
 
 
-def _assert_every_trial_once_and_finished(uri, expected, name="tiny"):
+def _assert_every_trial_once_and_finished(uri, expected, name="tiny", parent_ends=("FINISHED", "KILLED")):
     all_runs = runs(uri, name)
     keys = [r.data.tags["sobolev.trial_key"] for r in children(all_runs)]
     assert len(keys) == expected and len(set(keys)) == expected, keys
-    assert all(r.info.status in ("FINISHED", "KILLED") for r in parents(all_runs))
+    assert all(r.info.status in parent_ends for r in parents(all_runs))
     assert all(r.info.status == "FINISHED" for r in children(all_runs)), [
         (r.info.run_name, r.info.status) for r in children(all_runs)]
     assert not [r for r in all_runs if r.info.status == "RUNNING"]
@@ -233,7 +234,8 @@ def test_driver_gone_during_collection_then_run_closes_its_parent(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_of_a_worker_is_retried_from_its_checkpoint_then_ctrl_c_then_resume_finishes(tmp_path):
+def test_sigkill_of_a_worker_is_retried_from_its_checkpoint_then_sigterm_then_resume_finishes(tmp_path):
+    """SIGTERM (what a batch scheduler sends) ends the driver the way Ctrl-C does (``runners.engine.signals``)."""
     path, uri = _interruptible_spec(tmp_path), sqlite_uri(tmp_path)
     driver = _start(["run", str(path), "--no-live"], tmp_path)
     victim = _wait_for(lambda: _checkpointed_and_running(uri), 300, "a checkpointed running trial", process=driver)
@@ -246,9 +248,9 @@ def test_sigkill_of_a_worker_is_retried_from_its_checkpoint_then_ctrl_c_then_res
     retried = _wait_for(lambda: _checkpointed_and_running(uri, past=killed_at), 300, "the retried trial going on",
                         process=driver)
     assert retried.info.run_id == victim.info.run_id and 50 <= int(retried.data.tags[RESTORED]) <= killed_at
-    driver.send_signal(signal.SIGINT)  # then Ctrl-C
+    driver.send_signal(signal.SIGTERM)
     out, err = driver.communicate(timeout=120)
-    assert driver.returncode == 130, err[-3000:]
+    assert driver.returncode == 143 and "Traceback" not in err, err[-3000:]
     assert "INTERRUPTED" in out and "resume with" in out
     statuses = _statuses(uri)
     assert "FINISHED" in statuses and "KILLED" in statuses and "RUNNING" not in statuses
@@ -258,16 +260,105 @@ def test_sigkill_of_a_worker_is_retried_from_its_checkpoint_then_ctrl_c_then_res
 
 
 @pytest.mark.slow
-def test_two_sweeps_at_once_into_two_stores(tmp_path):
-    drivers = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        drivers.append((tmp_path / name, _start(["run", str(write_spec(tmp_path / name)), "--no-live"],
-                                                tmp_path / name)))
-    for folder, driver in drivers:
+def test_one_invocation_per_sweep_and_store_the_next_refused_or_waiting_another_sweep_beside(tmp_path):
+    """Two *different* sweeps started at once into one fresh store both run (the store created once, under its
+    lock); a second ``run`` or ``resume`` of the running sweep is one line naming its driver, with nothing started;
+    with ``--wait`` it waits for the first to end and then has nothing to run.  Every trial once."""
+    path, uri = _interruptible_spec(tmp_path), sqlite_uri(tmp_path)
+    first = _start(["run", str(path), "--no-live"], tmp_path)
+    other = _start(["run", str(write_spec(tmp_path, name="other")), "--no-live"], tmp_path)
+    _wait_for(lambda: "RUNNING" in _statuses(uri), 300, "a running trial", process=first)
+    for command in ("run", "resume"):
+        line = one_line_error(cli(command, str(path), "--no-live", cwd=tmp_path))
+        assert "sweep 'tiny' is being run into" in line and f" {first.pid} " in line and "--wait" in line, line
+    waiting = _start(["run", str(path), "--no-live", "--wait"], tmp_path)
+    for driver, name in ((first, "tiny"), (other, "other")):
         out, err = driver.communicate(timeout=600)
         assert driver.returncode == 0, err[-3000:]
-        _assert_every_trial_once_and_finished(sqlite_uri(folder), 2)
+        _assert_every_trial_once_and_finished(uri, 2, name)
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0 and "nothing to run" in out, out[-2000:] + err[-3000:]
+    _assert_every_trial_once_and_finished(uri, 2)
+    assert len(parents(runs(uri, "tiny"))) == 1  # the waiting invocation found everything done: no run of its own
+
+
+@pytest.mark.slow
+def test_data_changed_during_a_sweep_fails_its_later_trials_then_run_trains_the_new_data(tmp_path):
+    """The image file is replaced while the first of two trials trains: the second (on the new content) fails
+    with the reason instead of being recorded under the old data's key; the next ``run`` plans the new data's
+    keys and trains both."""
+    from PIL import Image
+
+    from runners.plan.planner import plan_sweep
+    from runners.spec.load import load_spec
+
+    picture = tmp_path / "picture.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(picture)
+    path, uri = _interruptible_spec(tmp_path, grid__datasets=[str(picture)]), sqlite_uri(tmp_path)
+    old_keys = {t.key for t in plan_sweep(load_spec(path), str(path)).trials}
+    driver = _start(["run", str(path), "--no-live"], tmp_path)
+    _wait_for(lambda: any(r.info.status == "RUNNING" and _last_step(uri, r) >= 25 for r in children(runs(uri, "tiny"))),
+              300, "the first trial training", process=driver)
+    Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(picture)  # now grayscale
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 1 and "1 finished, 1 failed" in out, out[-2000:] + err[-3000:]
+    (failed,) = [r for r in children(runs(uri, "tiny")) if r.info.status == "FAILED"]
+    assert "data changed since the sweep was planned" in failed.data.tags["sobolev.failure"]
+    assert "test_psnr" not in failed.data.metrics
+    new_keys = {t.key for t in plan_sweep(load_spec(path), str(path)).trials}
+    assert not new_keys & old_keys  # the keys name the data
+    proc = cli("run", str(path), "--no-live", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    finished = {r.data.tags["sobolev.trial_key"] for r in children(runs(uri, "tiny")) if r.info.status == "FINISHED"}
+    assert new_keys <= finished
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs mounted for the test (root only: CI runs as root), and a file filling all but ``free``."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.fail("the full-disk test mounts a tmpfs: run the suite as root (CI does)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(mount: Path, free: int) -> Path:
+    filler = mount / "filler"
+    size = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize - free
+    filler.write_bytes(b"\0" * max(0, size))
+    return filler
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_exit_1_every_run_ended_with_the_cause_then_run_recovers(tmp_path, small_disk):
+    """``--storage`` on a disk that fills up mid-sweep: exit 1 (not 130), no traceback, the cause in the summary
+    (or the driver's one line, where the driver hits it first), no run left RUNNING, each unfinished run FAILED
+    with the cause; once space is freed, ``run`` trains every trial again (the earlier invocation's retries do
+    not count against it), each once, and no FINISHED run keeps the old failure."""
+    path, uri = _interruptible_spec(tmp_path), sqlite_uri(tmp_path)
+    filler = _fill(small_disk, 500_000)  # Tune's state fits, no trial's checkpoint (2.4 MB) does
+    proc = cli("run", str(path), "--storage", str(small_disk / "state"), "--no-live", cwd=tmp_path, timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    # where the driver hits the full disk: its one line; where the trials do: each FAILED with the cause, and
+    # the summary says so
+    error = [line for line in proc.stderr.splitlines() if line.startswith("sobolev-sweep: error: ")]
+    assert len(error) <= 1 and "No space left" in (error or [proc.stdout])[0], proc.stdout + proc.stderr
+    every = runs(uri, "tiny")
+    assert not [r for r in every if r.info.status == "RUNNING"]
+    for run in children(every):
+        if run.info.status != "FINISHED":
+            assert "No space left on device" in run.data.tags["sobolev.failure"]
+    filler.unlink()
+    again = cli("run", str(path), "--storage", str(small_disk / "state"), "--no-live", cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    _assert_every_trial_once_and_finished(uri, 2, parent_ends=("FINISHED", "FAILED"))  # the first one FAILED
+    assert not [r for r in children(runs(uri, "tiny")) if "sobolev.failure" in r.data.tags]
 
 
 @pytest.mark.slow

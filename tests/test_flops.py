@@ -127,3 +127,37 @@ def test_every_network_counts_a_step():
         config = ImageRegressionConfig(image="astronaut", size=16, factor=4, steps=1, supervision="val_der",
                                        model=MLPConfig(name))
         assert config.setup().measure_flops() == counted_by_the_test(config) > 0, name
+
+
+def test_a_search_budgeted_in_flops_gives_a_dearer_arm_fewer_steps_and_stops_once_spent(tmp_path):
+    """``search.budget_flops``: each arm's budget in steps is the same FLOPs over its own step (val_der's step
+    costs ~3 val steps: ~1/3 the steps), and Tune's stopper ends an arm's search once the latest ``train_flops``
+    of its configurations (plus what earlier attempts spent) reach the budget."""
+    import yaml
+
+    from runners.engine.invocation import SweepOptions
+    from runners.engine.search_phase import MAX_CONFIGURATIONS, FlopBudget, configurations
+    from runners.engine.sweep import preview
+
+    spec = yaml.safe_load(write_spec(tmp_path).read_text())
+    spec["search"] = {"space": {"lr": {"loguniform": [1.0e-4, 1.0e-2]}}, "datasets": ["chelsea"],
+                      "per": ["activation", "supervision"], "budget_flops": 2.0e10}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    view = preview(str(path), SweepOptions(tracking_uri=sqlite_uri(tmp_path)))
+    steps = {line.arm.label.split("/")[-1] if "/" in line.arm.label else line.arm.label: line.budget_steps
+             for line in view.arms}
+    (val,) = [s for label, s in steps.items() if label.endswith("val")]
+    (der,) = [s for label, s in steps.items() if label.endswith("val_der")]
+    assert 2.5 < val / der < 3.5, steps
+    assert configurations(view.search) == MAX_CONFIGURATIONS  # the budget decides how many, not `samples`
+    assert not (tmp_path / "mlflow.db").exists()  # plan writes nothing
+
+    stop = FlopBudget(10e9, spent=2e9)
+    stop("a", {"train_flops": 3e9})
+    stop("b", {"train_flops": 4e9})
+    assert not stop.stop_all()  # 2 + 3 + 4 < 10
+    stop("a", {"train_flops": 3.5e9})  # a configuration's latest report counts, not the sum of its reports
+    assert not stop.stop_all()
+    stop("c", {"train_flops": 0.6e9})
+    assert stop.stop_all()

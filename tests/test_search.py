@@ -90,6 +90,7 @@ def assert_search_and_evaluation(uri, asha=True, interrupted=0):
     return best
 
 
+@pytest.mark.slow
 def test_search_tunes_every_arm_with_its_budget_then_evaluates_the_best(tmp_path):
     path = tuned_spec(tmp_path)
     proc = cli("run", str(path), "--no-live", cwd=tmp_path, timeout=600)

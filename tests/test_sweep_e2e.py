@@ -65,6 +65,7 @@ def test_smoke_sweep_logs_every_trial_then_second_run_starts_none(tmp_path):
     assert "4 already FINISHED" in plan.stdout and "0 to run" in plan.stdout
 
 
+@pytest.mark.slow
 def test_diverging_trial_ends_failed_with_reason_and_sweep_goes_on(tmp_path):
     path = write_spec(tmp_path, grid__activations=["relu"], grid__supervision=["val"],
                       grid__extra={"lr": [1e-4, 1e9]})
@@ -103,6 +104,7 @@ def test_failing_trial_is_retried_from_its_checkpoint(tmp_path):
     assert retried.data.metrics["test_psnr"] == pytest.approx(straight.data.metrics["test_psnr"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_audio_sweep_logs_waveforms_and_reports(tmp_path):
     from pathlib import Path
 
@@ -118,12 +120,14 @@ def test_audio_sweep_logs_waveforms_and_reports(tmp_path):
     for run in kids:
         assert {"waveform.png", "prediction.wav", "config.yaml"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
         assert run.data.metrics["test_psnr"] > 0
-    # the report reads what the sweep ran (its --set overrides included) from its parent run ...
-    report = cli("report", str(spec), "--out", str(tmp_path / "reports"), "--metric", "test_psnr", cwd=tmp_path)
+    # the report reads what the sweep ran (its --set overrides included) from its parent run, by default the
+    # audio task's metrics (no SSIM) ...
+    report = cli("report", str(spec), "--out", str(tmp_path / "reports"), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     table = (tmp_path / "reports" / "table_test_psnr.csv").read_text()
     assert "music" in table and "counting" in table and "sine/val_der/mean" in table
     assert "MISSING" not in (tmp_path / "reports" / "report.md").read_text()
+    assert not list((tmp_path / "reports").glob("*ssim*"))
     by_name = cli("report", "audio_regression", "--out", str(tmp_path / "by_name"), "--metric", "test_psnr",
                   cwd=tmp_path)
     assert by_name.returncode == 0, by_name.stderr
@@ -138,6 +142,7 @@ def test_audio_sweep_logs_waveforms_and_reports(tmp_path):
     assert "no finished runs (MISSING 4)" in line
 
 
+@pytest.mark.slow
 def test_nerf_sweep_on_the_builtin_scene(tmp_path):
     from pathlib import Path
 
@@ -155,6 +160,7 @@ def test_nerf_sweep_on_the_builtin_scene(tmp_path):
         assert {"views.png", "depth.png", "flythrough.gif", "config.yaml"} <= artifacts
 
 
+@pytest.mark.slow
 def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path):
     """--pack 4: two packs of two (val / val_der), each its own chain (fewer packs than chains per slot); one
     member diverges, every pack fails once at step 25 and resumes from its step-20 checkpoint; each trial still
@@ -185,6 +191,7 @@ def test_packed_sweep_equals_solo_trials_with_a_divergence_and_a_retry(tmp_path)
         assert run.data.metrics["test_psnr"] == pytest.approx(alone.metrics["test_psnr"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_short_trials_run_in_chains_each_with_its_own_retries(tmp_path):
     """8 short trials on one slot: 4 chains of 2 (``runners.plan.chains``).  The second trial of the first chain
     fails at step 25 at every attempt: each retry of the chain skips the finished first trial and restores the

@@ -143,6 +143,7 @@ def test_the_toy_task_plans_like_the_built_in_ones():
         spec(trial={"function": "wave"})
 
 
+@pytest.mark.slow
 def test_a_real_one_trial_sweep_of_the_toy_task(tmp_path):
     path = tmp_path / "toy.yaml"
     import yaml

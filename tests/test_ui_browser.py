@@ -12,7 +12,6 @@ import pytest
 
 from tests.sweep_helpers import CLI, ENV, children, cli, free_port, parents, runs, sqlite_uri, write_spec
 
-pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -26,6 +25,7 @@ def rendered_text(url: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
 
 
+@pytest.mark.slow
 def test_a_sweep_in_the_mlflow_ui_opens_in_the_training_view_with_descriptions_data_and_images(tmp_path):
     path = write_spec(tmp_path)
     assert cli("run", str(path), "--no-live", cwd=tmp_path).returncode == 0

@@ -95,8 +95,9 @@ def print_summary(outcome: SweepOutcome, spec_path: str) -> None:
                   + (f" ({search:.1f} s of it the search)" if search else "")
                   + f"; training time summed over trials {outcome.train_seconds:.1f} s ({share:.2f}× the wall time)",
                   soft_wrap=True)
-    if outcome.estimate is not None and outcome.count("FINISHED"):
-        est = outcome.estimate
+    est = outcome.estimate
+    if est is not None and outcome.count("FINISHED") and est.train_seconds > 0 and est.wall_seconds > 0:
+        # an invocation that had nothing left to train (a resume after the sweep ended) has an empty estimate
         out.print(f"the estimate against what happened: training {est.train_seconds:.1f} s estimated, "
                   f"{outcome.train_seconds:.1f} s measured (×{outcome.train_seconds / est.train_seconds:.2f}); "
                   f"wall time {est.wall_seconds:.1f} s estimated, {outcome.wall_seconds:.1f} s measured "

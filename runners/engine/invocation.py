@@ -243,6 +243,12 @@ def open_run(spec_path: str, opts: SweepOptions, view: View, held: contextlib.Ex
     t_start = time.time()
     prepared = prepare(spec_path, opts)
     plan, tracker, exp_id = prepared.plan, prepared.tracker, prepared.experiment_id
+    if not opts.address and not plan.arms:  # refused before anything is written (the store read, not settled)
+        overhead = tracker.measured_overhead(exp_id, STARTUP_SECONDS) if exp_id else None
+        check_wall_time(SweepEstimate.of(select_todo(plan.trials, tracker.trial_runs(exp_id), opts.rerun),
+                                         concurrency(plan.spec, opts, os.cpu_count() or 1),
+                                         DEFAULT_OVERHEAD_SECONDS if overhead is None else overhead).wall_seconds,
+                        opts, spec_path)
     held.enter_context(claimed(storage_root(opts, plan.spec), prepared.uri, plan.spec.name, spec_path, opts.wait,
                                view.note))
     if exp_id is None and store_exists(prepared.uri):  # made by the invocation we waited for
@@ -257,7 +263,7 @@ def open_run(spec_path: str, opts: SweepOptions, view: View, held: contextlib.Ex
     if not inv.searching:
         inv.todo = select_todo(inv.plan.trials, runs, opts.rerun)
         outcome.planned, outcome.skipped = len(inv.plan.trials), len(inv.plan.trials) - len(inv.todo)
-    if not opts.address and inv.todo:
+    if not opts.address and inv.todo and plan.arms:  # a tuned comparison's evaluation, known once searched
         check_wall_time(SweepEstimate.of(inv.todo, inv.concurrency(), inv.overhead()).wall_seconds, opts, spec_path)
     return inv
 

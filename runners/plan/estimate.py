@@ -7,7 +7,7 @@ A trial costs ``steps × step + evaluations + overhead`` seconds:
      pass and two in the backward; derivative supervision carries ``1 + d`` tangents through every layer for a
      ``d``-dimensional input).  ``c0``, ``c1`` and ``c2`` are measured on this machine by timing three
      reference networks (a narrow one on few points, a wide one on few points, the wide one on many: each term
-     in turn), medians of repeated timings, and cached per CPU, torch version and thread count
+     in turn, one torch thread), medians of repeated timings, and cached per CPU and torch version
      (``$SOBOLEV_CACHE``, default ``~/.cache/sobolev-sweep``), so only the first ``plan`` on a machine pays
      for them.
   2. An evaluation is a forward pass over the whole signal (periodic ones without derivatives, the final one
@@ -46,7 +46,11 @@ STARTUP_SECONDS = 15.0
 REFERENCES = ((16, 64), (256, 64), (256, 4096))
 """(width, points) of the three reference networks (3 hidden layers, 2-D input, 3 outputs, values only)."""
 REPEATS = 5
-CALIBRATION_FORMAT = 1
+CALIBRATION_FORMAT = 2
+CALIBRATION_THREADS = 1
+"""Torch threads of the reference timings: a trial's (``resources.cpu: 1``, the default); a trial given more CPUs
+is estimated as if it had one (the safe side).  Timed with the machine's every core, the steps came out 1.5×
+faster than trials running side by side achieve (2-core AMD EPYC, equal_compute.yaml)."""
 _calibration: Optional[Tuple[float, float, float]] = None
 
 
@@ -88,7 +92,7 @@ def _calibration_file() -> Path:
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
-    key = hashlib.sha256(json.dumps([CALIBRATION_FORMAT, cpu, torch.__version__, torch.get_num_threads()])
+    key = hashlib.sha256(json.dumps([CALIBRATION_FORMAT, cpu, torch.__version__, CALIBRATION_THREADS])
                          .encode()).hexdigest()[:16]
     cache = Path(os.environ.get("SOBOLEV_CACHE", Path.home() / ".cache" / "sobolev-sweep"))
     return cache / f"calibration-{key}.json"
@@ -106,7 +110,14 @@ def calibrate() -> Tuple[float, float, float]:
         return _calibration
     except (OSError, ValueError, KeyError):
         pass
-    times = [statistics.median(_step_seconds(w, n) for _ in range(REPEATS)) for w, n in REFERENCES]
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(CALIBRATION_THREADS)
+    try:
+        times = [statistics.median(_step_seconds(w, n) for _ in range(REPEATS)) for w, n in REFERENCES]
+    finally:
+        torch.set_num_threads(threads)
     (w0, n0), (w1, _), (_, n2) = REFERENCES
     layers = len(layer_sizes(2, w0, 3, 3))
     params = [sum(i * o + o for i, o in layer_sizes(2, w, 3, 3)) for w in (w0, w1)]

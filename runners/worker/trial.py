@@ -34,8 +34,8 @@ import yaml
 
 from runners.plan.trials import PlannedTrial
 from runners.store.layout import (AXIS, DESCRIPTION, FLOPS_PARAM, PHASE_EVALUATE, PREVIEW_KEY, TAG_ARM, TAG_DIVERGED,
-                                  TAG_ATTEMPTS, TAG_CHAIN_SIZE, TAG_EVALUATIONS, TAG_FAILURE, TAG_NODE, TAG_NODE_IP,
-                                  TAG_PACK_SIZE, TAG_PHASE, TAG_RESTORED, TIME_PREFIX, timing)
+                                  TAG_ATTEMPTS, TAG_ATTEMPTS_OF, TAG_CHAIN_SIZE, TAG_EVALUATIONS, TAG_FAILURE,
+                                  TAG_NODE, TAG_NODE_IP, TAG_PACK_SIZE, TAG_PHASE, TAG_RESTORED, TIME_PREFIX, timing)
 from runners.store.records import EvaluationCurve
 from runners.store.tracker import Tracker, diverged
 from runners.worker.checkpoints import report_with_checkpoint, restore_members
@@ -193,7 +193,7 @@ class TrialPack:
                 self._observe(t, run.data.metrics)
             elif diverged(run):
                 self.failed.append(t.key)
-            elif int(run.data.tags.get(TAG_ATTEMPTS, 0)) > self.ctx.max_failures:  # given up by an earlier attempt
+            elif self._attempts(run) > self.ctx.max_failures:  # given up by an earlier attempt of this invocation
                 self.tracker.finish(run.info.run_id, "FAILED")
                 self.failed.append(t.key)
             else:
@@ -201,8 +201,14 @@ class TrialPack:
                 self.logged_step[t.key] = 0 if created else self.tracker.last_logged_step(run.info.run_id)
                 if TAG_FAILURE in run.data.tags:  # an earlier attempt's failure: cleared when this one finishes
                     self.stale_failure.add(t.key)
-                self.attempts = max(self.attempts, int(run.data.tags.get(TAG_ATTEMPTS, 0)))
+                self.attempts = max(self.attempts, self._attempts(run))
         return len(self.todo)
+
+    def _attempts(self, run) -> int:
+        """The failed attempts of this invocation the run's tags record (an earlier invocation's do not count)."""
+        if run.data.tags.get(TAG_ATTEMPTS_OF) != self.ctx.parent_run_id:
+            return 0
+        return int(run.data.tags.get(TAG_ATTEMPTS, 0))
 
     def check_data(self) -> int:
         """Members whose data changed since the sweep was planned (another file content under the same name, a
@@ -236,7 +242,8 @@ class TrialPack:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:500]
         left = [t for t in self.todo if t.key not in self.finished and t.key not in self.failed]
         for t in left:
-            self.tracker.set_tags(self.run_ids[t.key], {TAG_ATTEMPTS: self.attempts, TAG_FAILURE: reason})
+            self.tracker.set_tags(self.run_ids[t.key], {TAG_ATTEMPTS: self.attempts, TAG_FAILURE: reason,
+                                                        TAG_ATTEMPTS_OF: self.ctx.parent_run_id})
         if self.attempts <= self.ctx.max_failures:
             return False
         for t in left:
