@@ -7,7 +7,7 @@ from rich.table import Table
 from runners.cli.console import out
 from runners.engine.invocation import SweepOptions
 from runners.engine.sweep import PlanPreview, preview
-from runners.plan.estimate import STARTUP_SECONDS
+from runners.plan.estimate import wall_seconds
 from sobolev.trainers.config import COMPILE_AUTO_POINT_STEPS
 
 SHOWN, FULL = 40, 60
@@ -55,19 +55,20 @@ def show_plan(spec_path: str, opts: SweepOptions) -> PlanPreview:
         out.print(f"packed (run.pack={view.pack}): {len(todo)} trials as {view.packs} batched Tune trials of sizes "
                   f"{', '.join(map(str, view.pack_sizes))}", soft_wrap=True)
     conc, total = view.concurrent, view.train_seconds
-    outside = view.overhead * len(todo) / conc + (STARTUP_SECONDS if todo else 0.0)
+    wall = wall_seconds(total, len(todo), conc, view.overhead)
+    outside = wall - total / conc
     source = "as this sweep's earlier runs measured" if view.overhead_measured else "a first guess"
     out.print(
         f"{len(view.trials)} trials ({view.dropped} dropped by include/exclude), "
         f"{len(view.trials) - len(todo)} already FINISHED, diverged or running in {view.uri}, {len(todo)} to run.\n"
         f"Estimated cost on this machine: {total / 60:.1f} trial-minutes of training, "
-        f"about {(total / conc + outside) / 60:.1f} min wall time with {conc} concurrent trial(s), "
+        f"about {wall / 60:.1f} min wall time with {conc} concurrent trial(s), "
         f"{outside / 60:.1f} of them outside training ({view.overhead:.2f} s a trial per slot, {source}).",
         soft_wrap=True,
     )
     if view.search_seconds:
-        out.print(f"With the search: about {((view.search_seconds + total) / conc + outside) / 60:.1f} min wall "
-                  "time in all.")
+        in_all = wall_seconds(view.search_seconds + total, len(todo), conc, view.overhead)
+        out.print(f"With the search: about {in_all / 60:.1f} min wall time in all.")
     return view
 
 

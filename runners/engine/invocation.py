@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from runners.engine.claim import claimed
 from runners.engine.cluster import check_address, check_local_target
@@ -123,9 +123,8 @@ class Invocation:
         return concurrency(self.spec, self.opts, int(self.resources.get("CPU", os.cpu_count() or 1)))
 
     def overhead(self) -> float:
-        """Seconds per trial per slot outside training, as this experiment's earlier invocations measured it."""
-        measured = self.tracker.measured_overhead(self.experiment_id, STARTUP_SECONDS)
-        return DEFAULT_OVERHEAD_SECONDS if measured is None else measured
+        """Seconds per trial per slot outside training (:func:`trial_overhead`)."""
+        return trial_overhead(self.tracker, self.experiment_id)[0]
 
     def phase_done(self, name: str, since: float) -> float:
         now = time.time()
@@ -237,6 +236,13 @@ def check_not_running(tracker: Tracker, parent: str, spec_path: str) -> None:
 
 # -- opening ----------------------------------------------------------------------------------
 
+def trial_overhead(tracker: Tracker, exp_id: Optional[str]) -> Tuple[float, bool]:
+    """Seconds per trial per slot outside training, as this experiment's earlier invocations measured it (else
+    :data:`DEFAULT_OVERHEAD_SECONDS`), and whether it was measured."""
+    measured = tracker.measured_overhead(exp_id, STARTUP_SECONDS)
+    return (DEFAULT_OVERHEAD_SECONDS, False) if measured is None else (measured, True)
+
+
 def open_run(spec_path: str, opts: SweepOptions, view: View, held: contextlib.ExitStack) -> Invocation:
     """``run``: steps 1–5 for a new invocation (its parent run is created once Ray is up); the sweep's claim
     (``runners.engine.claim``) is taken into ``held`` once the input is known to be good."""
@@ -244,11 +250,9 @@ def open_run(spec_path: str, opts: SweepOptions, view: View, held: contextlib.Ex
     prepared = prepare(spec_path, opts)
     plan, tracker, exp_id = prepared.plan, prepared.tracker, prepared.experiment_id
     if not opts.address and not plan.arms:  # refused before anything is written (the store read, not settled)
-        overhead = tracker.measured_overhead(exp_id, STARTUP_SECONDS) if exp_id else None
         check_wall_time(SweepEstimate.of(select_todo(plan.trials, tracker.trial_runs(exp_id), opts.rerun),
                                          concurrency(plan.spec, opts, os.cpu_count() or 1),
-                                         DEFAULT_OVERHEAD_SECONDS if overhead is None else overhead).wall_seconds,
-                        opts, spec_path)
+                                         trial_overhead(tracker, exp_id)[0]).wall_seconds, opts, spec_path)
     held.enter_context(claimed(storage_root(opts, plan.spec), prepared.uri, plan.spec.name, spec_path, opts.wait,
                                view.note))
     if exp_id is None and store_exists(prepared.uri):  # made by the invocation we waited for

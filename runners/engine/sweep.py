@@ -21,7 +21,7 @@ from typing import Iterator, List, Optional
 
 from runners.engine.cluster import connect_ray, shutdown_ray
 from runners.engine.invocation import (Invocation, SweepOptions, check_wall_time, concurrency, experiment_shape,
-                                       open_resume, open_run, prepare, select_todo)
+                                       open_resume, open_run, prepare, select_todo, trial_overhead)
 from runners.engine.failures import MachineFailure, full_or_read_only, machine_failure
 from runners.engine.outcome import SweepOutcome
 from runners.engine.progress import QuietView, View
@@ -30,7 +30,7 @@ from runners.engine.signals import Received, as_interrupt
 from runners.engine.state import NothingToResume, SweepState
 from runners.engine.trial_phase import close, train_trials, trial_context
 from runners.plan.arms import Arm
-from runners.plan.estimate import DEFAULT_OVERHEAD_SECONDS, STARTUP_SECONDS, asha_steps, estimate_seconds
+from runners.plan.estimate import asha_steps, estimate_seconds, wall_seconds
 from runners.plan.chains import chain_packs
 from runners.plan.planner import plan_sweep, searched_members, tuned_values
 from runners.plan.trials import pack_trials
@@ -333,13 +333,12 @@ def preview(spec_path: str, opts: SweepOptions) -> PlanPreview:
     sizes = sorted({len(p) for p in packs}, reverse=True)
     conc = concurrency(spec, opts, os.cpu_count() or 1)
     chains = [c for c in chain_packs(packs, estimate_seconds, conc, spec.run.chain_seconds) if len(c) > 1]
-    measured = tracker.measured_overhead(exp_id, STARTUP_SECONDS)
-    overhead = DEFAULT_OVERHEAD_SECONDS if measured is None else measured
+    overhead, measured = trial_overhead(tracker, exp_id)
     if not opts.address:
         train = sum(line.seconds for line in lines if line.to_run) + sum(a.seconds for a in arms if not a.searched)
-        check_wall_time(train / conc + overhead * len(to_run) / conc + STARTUP_SECONDS, opts, spec_path)
+        check_wall_time(wall_seconds(train, len(to_run), conc, overhead), opts, spec_path)
     return PlanPreview(spec_path, spec.name, spec.task, prepared.uri, lines, plan.dropped, conc, spec.search, arms,
-                       tuned_known, spec.run.pack, len(packs), sizes, overhead, measured is not None, len(chains),
+                       tuned_known, spec.run.pack, len(packs), sizes, overhead, measured, len(chains),
                        sum(len(p) for c in chains for p in c))
 
 

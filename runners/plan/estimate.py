@@ -169,6 +169,14 @@ def estimate_seconds(trial: PlannedTrial) -> float:
     return step_seconds(trial) * cfg.steps + evaluation
 
 
+def wall_seconds(train: float, trials: int, concurrent: int, overhead: float) -> float:
+    """A sweep's wall time: ``train`` seconds of training over the concurrent slots, each of ``trials`` trials'
+    ``overhead`` (seconds per trial per slot), and the sweep's start-up; 0 for a sweep with nothing to do."""
+    if not train and not trials:
+        return 0.0
+    return (train + overhead * trials) / concurrent + STARTUP_SECONDS
+
+
 @dataclass(frozen=True)
 class SweepEstimate:
     """What ``run`` expected of the trials it launched, set against the outcome at the end."""
@@ -182,10 +190,8 @@ class SweepEstimate:
     def of(cls, trials: List[PlannedTrial], concurrent: int,
            overhead: float = DEFAULT_OVERHEAD_SECONDS) -> "SweepEstimate":
         """``overhead``: seconds per trial per slot outside training (measured by the store, or the default)."""
-        if not trials:
-            return cls(0.0, 0.0)
         train = sum(estimate_seconds(t) for t in trials)
-        return cls(train, train / concurrent + overhead * len(trials) / concurrent + STARTUP_SECONDS)
+        return cls(train, wall_seconds(train, len(trials), concurrent, overhead))
 
 
 def asha_steps(samples: int, grace: int, eta: float, max_t: int) -> float:

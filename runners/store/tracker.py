@@ -385,28 +385,21 @@ class Tracker:
         return max((m.step for m in history), default=0)
 
     def log(self, run_id: str, rows: Iterable[Dict[str, float]], tags: Dict[str, str], timestamp_ms: int) -> None:
-        """Metric rows and tags in one request (a trial's end: its last metrics, its evaluation curve)."""
+        """Metric rows and tags in one ``log_batch`` request per 1000 values (MLflow's limit), not one per value;
+        the tags go with the first (a trial's end: its last metrics and its evaluation curve at once)."""
         from mlflow.entities import Metric, RunTag
 
         metrics = [Metric(k, float(v), timestamp_ms, int(row["step"])) for row in rows for k, v in row.items()
                    if k != "step" and isinstance(v, (int, float))]
         tag_list = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
-        self.client.log_batch(run_id, metrics=metrics[:1000], tags=tag_list)
+        if tag_list or metrics:
+            self.client.log_batch(run_id, metrics=metrics[:1000], tags=tag_list)
         for i in range(1000, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
     def log_metrics(self, run_id: str, rows: Iterable[Dict[str, float]], timestamp_ms: int) -> None:
-        """One ``log_batch`` request per 1000 values (MLflow's limit), not one per value."""
-        from mlflow.entities import Metric
-
-        items = [
-            Metric(k, float(v), timestamp_ms, int(row["step"]))
-            for row in rows
-            for k, v in row.items()
-            if k != "step" and isinstance(v, (int, float))
-        ]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(run_id, metrics=items[i : i + 1000])
+        """Metric rows alone (:meth:`log`)."""
+        self.log(run_id, rows, {}, timestamp_ms)
 
     def set_tags(self, run_id: str, tags: Dict[str, str]) -> None:
         from mlflow.entities import RunTag
