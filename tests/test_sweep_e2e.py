@@ -1,12 +1,15 @@
 """End to end: the real CLI, a real local Ray, a real MLflow store (no mocks anywhere)."""
 
+import json
+
 import pytest
 
 from tests.sweep_helpers import children, cli, client, fail_once_at, one_line_error, parents, runs
 from tests.sweep_helpers import ENV, sqlite_uri, write_spec
 
-SMALL = [f"--set={kv}" for kv in ("trial.size=32", "trial.steps=40", "trial.log_every=10", "trial.eval_every=20",
+SMALL = [f"--set={kv}" for kv in ("trial.size=32", "trial.steps=40", "trial.log_every=10", "trial.eval_every=15",
                                   "run.report_every=10", "run.checkpoint_every=20")]
+"""eval_every 15 is a multiple of neither log_every nor report_every: every evaluation is logged all the same."""
 ARTIFACTS = {"prediction.png", "error.png", "gradients.png", "config.yaml", "images"}
 
 
@@ -32,7 +35,11 @@ def test_smoke_sweep_logs_every_trial_then_second_run_starts_none(tmp_path):
         assert run.data.params["axis.activation"] == "sine" and run.data.params["steps"] == "40"
         assert 5 < run.data.metrics["test_psnr"] < 60 and 0 < run.data.metrics["test_ssim"] <= 1
         history = c.get_metric_history(run.info.run_id, "loss")
-        assert sorted(m.step for m in history) == [10, 20, 30, 40]
+        assert sorted(m.step for m in history) == [10, 15, 20, 30, 40]  # every log_every and eval_every step
+        for metric in ("test_psnr", "train_flops", "time/train_seconds"):  # each evaluation with its compute
+            assert sorted(m.step for m in c.get_metric_history(run.info.run_id, metric)) == [15, 30, 40], metric
+        curve = json.loads(run.data.tags["sobolev.evaluations"])
+        assert [r[0] for r in curve["rows"]] == [15, 30, 40]
         assert {a.path for a in c.list_artifacts(run.info.run_id)} == ARTIFACTS
         # what the MLflow UI shows: a description, the dataset fitted, bookkeeping apart from the science
         dataset = run.data.params["axis.dataset"]
@@ -42,7 +49,7 @@ def test_smoke_sweep_logs_every_trial_then_second_run_starts_none(tmp_path):
             f" of {dataset} (factor 4, seed 0)")
         previews = {a.path.split("+")[2] for a in c.list_artifacts(run.info.run_id, "images")
                     if a.path.startswith("images/prediction+step+") and a.path.endswith(".png")}
-        assert previews == {"20", "40"}  # the prediction at every evaluation, for the UI's image view
+        assert previews == {"15", "30", "40"}  # the prediction at every evaluation, for the UI's image view
         (data,) = c.get_run(run.info.run_id).inputs.dataset_inputs
         assert data.dataset.name == dataset and '"shape": [32, 32, 3]' in data.dataset.profile
         timing = {k for k in run.data.metrics if k.startswith("time/")}

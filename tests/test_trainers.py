@@ -83,8 +83,9 @@ def test_callback_sees_every_log_interval_and_the_end():
     seen = []
     trainer = image_config(steps=30, log_every=10, size=32, eval_every=15).setup()
     trainer.fit(lambda p: seen.append((p.step, p.final, dict(p.metrics))))
-    assert [(s, f) for s, f, _ in seen] == [(10, False), (20, False), (30, True)]
+    assert [(s, f) for s, f, _ in seen] == [(10, False), (15, False), (20, False), (30, True)]  # 15: eval_every
     assert "test_psnr" in seen[-1][2] and "loss" in seen[0][2]
+    assert "test_psnr" in seen[1][2] and "test_psnr" not in seen[0][2] and "test_psnr" not in seen[2][2]
 
 
 def test_diverging_trial_raises_instead_of_reporting_metrics():
@@ -118,3 +119,25 @@ def test_audio_regression_learns_and_derivatives_help(tmp_path):
     assert val.prediction.shape == (1, 4000) and val_der.network_gradient.shape == (1, 1, 4000)
     assert val.metrics["train_psnr"] > 30
     assert val_der.metrics["test_psnr"] > val.metrics["test_psnr"]
+
+
+@pytest.mark.parametrize("log_every", [25, 7])
+def test_evaluations_on_every_eval_every_step_whatever_the_log_interval(log_every):
+    """eval_every 20 with log_every 25 (or 7): held-out metrics at 20 and 40, the end at 60, and the losses still at
+    every log_every step; a pack of two trains its members the same way (the same records, to the bit)."""
+    from sobolev.trainers.packed import PackedTrainer
+
+    def trainer(supervision):
+        return image_config(size=16, steps=60, log_every=log_every, eval_every=20, supervision=supervision).setup()
+
+    solo = trainer("val").fit()
+    evaluated = [int(r["step"]) for r in solo.history if "test_psnr" in r]
+    assert evaluated == [20, 40, 60]
+    logged = [int(r["step"]) for r in solo.history]
+    assert set(range(log_every, 60, log_every)) | {20, 40, 60} == set(logged)
+    assert all("train_flops" in r and "train_seconds" in r for r in solo.history if "test_psnr" in r)
+    pack = PackedTrainer([trainer("val"), trainer("val_der")]).fit()
+    assert [int(r["step"]) for r in pack[0].history if "test_psnr" in r] == [20, 40, 60]
+    assert [int(r["step"]) for r in pack[1].history if "test_psnr" in r] == [20, 40, 60]
+    strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k} for r in h]  # noqa: E731
+    assert strip(pack[0].history) == strip(solo.history)

@@ -6,8 +6,9 @@ Algorithm (docs/protocol.md, "Common to every task"):
      supervision needs them, the input Jacobian ``∂f/∂x`` with respect to the raw coordinate.
   3. Loss: ``val``, ``der`` or ``val + λ der`` (``sobolev.losses``); a NaN/inf loss stops the
      trial with :class:`~sobolev.errors.TrialDiverged`.
-  4. Every ``log_every`` steps: append the losses (and, every ``eval_every``, held-out
-     metrics) to the history and call the callback, which may checkpoint the trainer.
+  4. Every ``log_every`` steps: append the losses to the history and call the callback, which may
+     checkpoint the trainer; every ``eval_every`` steps (whether or not a ``log_every`` step) the same with
+     held-out metrics added.
   5. At the end: predict the whole signal and its derivatives, compute the paper's metrics.
 
 The trainer knows nothing of Ray or MLflow: runners plug in through the callback.
@@ -316,13 +317,15 @@ class RegressionTrainer:
         return self.step >= self.config.steps
 
     def record_step(self, losses: Dict[str, float], seconds: float, callback: Optional[Callback] = None) -> None:
-        """Step 4, after one training step: count it, and every ``log_every`` steps log, evaluate, call back."""
+        """Step 4, after one training step: count it; every ``log_every`` steps log and call back, every
+        ``eval_every`` steps also evaluate (and log and call back)."""
         total, eval_every = self.config.steps, self.config.eval_every
         self.train_seconds += seconds
         self.step += 1
-        if self.step % self.log_every == 0 or self.step == total:
+        evaluate = bool(eval_every) and self.step % eval_every == 0 and self.step < total  # the last step: finish()
+        if self.step % self.log_every == 0 or self.step == total or evaluate:  # an evaluation is never skipped
             record = {"step": float(self.step), **losses}
-            if eval_every and self.step % eval_every == 0 and self.step < total:  # the last step: finish()
+            if evaluate:
                 t0 = time.perf_counter()
                 if self.evaluation_flops is None:
                     self.evaluation_flops = count_flops(lambda: setattr(self, "last_evaluation",
