@@ -1,8 +1,8 @@
 """Paper-style results tables: datasets × (model, supervision) at one sampling level.
 
-Each cell is the mean over seeds (``mean ± std`` when there is more than one seed); the last
-row is the mean over datasets; the best cell of each row is bold (ties at the shown precision
-are all bold); a cell without a finished run shows "—".  Rendered with pandas' Styler to
+Each cell is the mean over seeds (``mean ± std`` when there is more than one seed, the sample std of
+``analysis.spread``); the last row is the mean over datasets; the best cell of each row is bold (ties at the
+shown precision are all bold); a cell without a finished run shows "—".  Rendered with pandas' Styler to
 LaTeX (booktabs rules, ``\\multicolumn`` headers, no siunitx), and to CSV and Markdown.
 """
 
@@ -14,6 +14,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+
+from analysis.spread import sample_std
 
 MODEL_ORDER = ["relu", "relu_pe", "relu_ff", "sine", "finer", "gauss", "wire"]
 SUPERVISION_ORDER = ["val", "der", "val_der"]
@@ -83,7 +85,7 @@ def build_table(finished: pd.DataFrame, metric: str, datasets: Sequence[str], mo
         for (dataset, model, sup), values in groups:
             if dataset in mean.index and (model, sup) in columns:
                 mean.loc[dataset, (model, sup)] = values.mean()
-                std.loc[dataset, (model, sup)] = values.std(ddof=1) if len(values) > 1 else np.nan
+                std.loc[dataset, (model, sup)] = sample_std(values)
                 count.loc[dataset, (model, sup)] = len(values)
     mean.loc[MEAN_ROW] = np.nan
     std.loc[MEAN_ROW] = np.nan
@@ -94,7 +96,7 @@ def build_table(finished: pd.DataFrame, metric: str, datasets: Sequence[str], mo
         for (model, sup), values in per_seed.groupby(level=[0, 1]):
             if (model, sup) in columns:
                 mean.loc[MEAN_ROW, (model, sup)] = values.mean()
-                std.loc[MEAN_ROW, (model, sup)] = values.std(ddof=1) if len(values) > 1 else np.nan
+                std.loc[MEAN_ROW, (model, sup)] = sample_std(values)
     seeds = int(finished["seed"].nunique()) if "seed" in finished and len(finished) else 0
     return ResultsTable(metric, mean, std, count, seeds, caption)
 

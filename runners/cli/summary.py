@@ -6,6 +6,8 @@ import math
 
 from rich.table import Table
 
+from analysis.spread import STD_NAME, sample_std
+
 from runners.cli.console import out
 from runners.engine.outcome import SweepOutcome, TrialRow
 from runners.store.layout import ui_page
@@ -29,7 +31,7 @@ def _trial_table(outcome: SweepOutcome) -> Table:
 
 
 def _grouped_table(outcome: SweepOutcome) -> Table:
-    """Many trials: mean ± std of held-out PSNR per model × supervision × sampling level."""
+    """Many trials: mean ± sample std of held-out PSNR per model × supervision × sampling level."""
     import pandas as pd
 
     frame = pd.DataFrame([_flat(r) for r in outcome.rows])
@@ -42,7 +44,7 @@ def _grouped_table(outcome: SweepOutcome) -> Table:
     table = Table(title=f"sweep {outcome.spec.name!r}: {outcome.count('FINISHED')} finished, "
                         f"{outcome.count('FAILED')} failed, {outcome.count('INTERRUPTED')} interrupted, "
                         f"{outcome.count('PENDING')} not started, {outcome.skipped} skipped — "
-                        "held-out PSNR over datasets and seeds")
+                        f"held-out PSNR, mean ± {STD_NAME} over datasets and seeds")
     for col in ("model", "supervision", sampling.removeprefix("axis."), "finished", "test PSNR", "test SSIM"):
         table.add_column(col, justify="right")
     for key, group in frame.groupby(keys, sort=True):
@@ -50,7 +52,7 @@ def _grouped_table(outcome: SweepOutcome) -> Table:
         psnr = done["test_psnr"].astype(float)
         ssim = done["test_ssim"].astype(float)
         table.add_row(*[str(k) for k in key], f"{len(done)}/{len(group)}",
-                      f"{psnr.mean():.2f} ± {psnr.std(ddof=0):.2f}" if len(done) else "—",
+                      f"{psnr.mean():.2f} ± {_fmt(sample_std(psnr))}" if len(done) else "—",
                       f"{ssim.mean():.3f}" if len(done) else "—")
     return table
 
