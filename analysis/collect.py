@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # planning loads the task configs (torch): only a spec planne
     from runners.plan.planner import SweepPlan
 
 AXES = ["dataset", "activation", "supervision", "factor", "ratio", "seed"]
+UNKNOWN = "unknown"
+"""The sampling level of a run that recorded no settings (killed before it logged them) and that no recorded plan
+names."""
 STATUS_ORDER = ["FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED", "MISSING"]
 
 
@@ -108,9 +111,10 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     for axis in AXES:
         if axis not in frame:
             frame[axis] = None
+    frame = _with_planned_axes(frame, planned)
     samplings = [_sampling(f, r) for f, r in zip(frame["factor"], frame["ratio"])]
-    frame["fraction"] = [task.sampled_fraction(s) for s in samplings]
-    frame["sampling"] = [s.label().replace("=", " ") for s in samplings]
+    frame["fraction"] = [task.sampled_fraction(s) if s is not None else math.nan for s in samplings]
+    frame["sampling"] = [s.label().replace("=", " ") if s is not None else UNKNOWN for s in samplings]
     frame = frame.sort_values(["dataset", "activation", "supervision", "fraction", "seed"], ignore_index=True)
     return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids, _searches(parents, trials))
 
@@ -210,6 +214,21 @@ def _with_missing(frame: pd.DataFrame, planned: Optional[List[TrialRecord]], onl
     return pd.concat([frame, pd.DataFrame(missing)], ignore_index=True) if missing else frame
 
 
+def _with_planned_axes(frame: pd.DataFrame, planned: Optional[List[TrialRecord]]) -> pd.DataFrame:
+    """A run killed before it logged its params has no axes of its own: its planned trial's (by its key)."""
+    if planned is None or frame.empty:
+        return frame
+    axes = {t.key: t.axes for t in planned}
+    bare = frame["dataset"].isna() & frame["trial_key"].isin(set(axes))
+    if not bare.any():
+        return frame
+    frame = frame.copy()
+    for axis in AXES:
+        frame[axis] = frame[axis].astype(object)
+        frame.loc[bare, axis] = [axes[k].get(axis) for k in frame.loc[bare, "trial_key"]]
+    return frame.infer_objects()
+
+
 def _searches(parents: List, trials: List) -> List[SearchResult]:
     """The search results the parent runs of the reported trials recorded (newest first wins per arm)."""
     used = {r.data.tags.get(PARENT) for r in trials}
@@ -230,7 +249,10 @@ def _curve(text: Optional[str]) -> Optional[EvaluationCurve]:
         return None
 
 
-def _sampling(factor, ratio) -> Sampling:
+def _sampling(factor, ratio) -> Optional[Sampling]:
+    """A row's sampling level; None for a run that recorded neither (see :func:`_with_planned_axes`)."""
     if ratio is not None and not pd.isna(ratio):
         return Sampling(ratio=float(ratio))
-    return Sampling(factor=int(factor))
+    if factor is not None and not pd.isna(factor):
+        return Sampling(factor=int(factor))
+    return None

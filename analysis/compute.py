@@ -4,8 +4,11 @@ Every trial records its held-out metrics at each evaluation with the FLOPs and s
 (``runners.store.records.EvaluationCurve``, read by ``analysis.collect`` into the ``curve`` column).  From them:
 
 1. **Curves** (``arm_curves``): per arm (model × supervision), each trial's metric interpolated (linearly in
-   log-compute) on a common log-spaced grid inside the range it covers; mean and spread over the trials (seeds
-   and images) where at least half of them are defined.
+   log-compute) on a common log-spaced grid inside the range it covers; mean and sample std over the trials
+   (seeds and images) where at least half of them are defined.  **Paired differences**
+   (``difference_curves``): per model and image, ``val_der − val`` of the same seed at the same compute (both
+   interpolated, where both curves reach it), averaged over seeds; then the mean over images with its 95 % t
+   interval: whether derivative supervision is ahead at equal compute, image by image.
 2. **Time to target** (``time_to_target``): the compute each arm's mean curve needed to first reach given levels
    of the metric (linear interpolation between evaluations); "not reached" where it did not.
 3. **Equal compute** (``at_equal_compute``): the largest compute every arm reached (the smallest of the arms'
@@ -17,12 +20,15 @@ Every trial records its held-out metrics at each evaluation with the FLOPs and s
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
+from analysis.spread import nan_sample_std, sample_std
 from runners.store.records import EvaluationCurve
 
 AXES = {"flops": "train_flops", "seconds": "train_seconds"}
@@ -81,8 +87,9 @@ def _with_curves(finished: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_curves(finished: pd.DataFrame, metric: str, axis: str = "flops") -> List[ArmCurve]:
-    """Step 1: per arm, the trials' curves on a common log-spaced grid (mean ± std where at least half of the
-    arm's trials are defined)."""
+    """Step 1: per arm, the trials' curves on a common log-spaced grid (mean ± sample std where at least half of
+    the arm's trials are defined; where no compute is shared by half of them, one point: the mean of their last
+    evaluations at the geometric mean of their compute)."""
     x = AXES[axis]
     data = _with_curves(finished)
     out = []
@@ -99,10 +106,93 @@ def arm_curves(finished: pd.DataFrame, metric: str, axis: str = "flops") -> List
             values[k, inside] = np.interp(np.log(grid[inside]), np.log(xs), ys)
         defined = np.sum(np.isfinite(values), axis=0)
         keep = defined >= max(1, math.ceil(len(curves) / 2))
+        if not keep.any():  # no compute half of the trials share (one evaluation each, say): where they ended
+            finals = np.array([(xs[-1], ys[-1]) for xs, ys in curves])
+            out.append(ArmCurve(model, sup, np.array([math.exp(np.log(finals[:, 0]).mean())]),
+                                np.array([finals[:, 1].mean()]), np.array([sample_std(finals[:, 1])]), len(curves)))
+            continue
         with np.errstate(invalid="ignore"):
             mean = np.nanmean(values[:, keep], axis=0)
-            std = np.nanstd(values[:, keep], axis=0)
+            std = nan_sample_std(values[:, keep], axis=0)
         out.append(ArmCurve(model, sup, grid[keep], mean, std, len(curves)))
+    return out
+
+
+@dataclass(frozen=True)
+class DifferenceCurve:
+    """One model's paired ``other − base`` difference against compute.
+
+    Shape: ``x``, ``mean``, ``low``, ``high`` ``(G,)``; ``per_image`` dataset → ``(G,)`` (NaN where that image has
+    no pair reaching the compute)."""
+
+    model: str
+    base: str
+    other: str
+    x: np.ndarray
+    mean: np.ndarray
+    """Mean over images of each image's seed-mean difference."""
+    low: np.ndarray
+    """95 % t interval over images (NaN where fewer than two images are defined)."""
+    high: np.ndarray
+    per_image: Dict[str, np.ndarray]
+
+
+def _pair_curves(data: pd.DataFrame, x: str, metric: str, model: str, base: str, other: str) -> Dict[str, list]:
+    """Dataset → the (xs, ys) curves of both arms of each seed that has both, for one model."""
+    rows = data[data["activation"] == model]
+    found: Dict[tuple, Dict[str, tuple]] = {}
+    for _, r in rows[rows["supervision"].isin([base, other])].iterrows():
+        xs, ys = _xy(r["curve"], x, metric)
+        if len(xs):
+            found.setdefault((r["dataset"], r["seed"]), {})[r["supervision"]] = (xs, ys)
+    pairs: Dict[str, list] = {}
+    for (dataset, _), arms in sorted(found.items(), key=lambda kv: str(kv[0])):
+        if base in arms and other in arms:
+            low = max(arms[base][0][0], arms[other][0][0])
+            high = min(arms[base][0][-1], arms[other][0][-1])
+            if low <= high:
+                pairs.setdefault(dataset, []).append((low, high, arms[base], arms[other]))
+    return pairs
+
+
+def difference_curves(finished: pd.DataFrame, metric: str, axis: str = "flops", base: str = "val",
+                      other: str = "val_der") -> List[DifferenceCurve]:
+    """Step 1, paired: per model, ``other − base`` of each (image, seed) pair on a common log-spaced grid where both
+    of its curves are defined; each image's mean over its seeds; the mean over images and its 95 % t interval
+    where at least half of the images are defined.  Models without a pair of curves that share some compute have
+    none."""
+    x = AXES[axis]
+    data = _with_curves(finished)
+    out = []
+    for model in sorted(data["activation"].dropna().unique(), key=str):
+        pairs = _pair_curves(data, x, metric, model, base, other)
+        if not pairs:
+            continue
+        low = min(p[0] for ps in pairs.values() for p in ps)
+        high = max(p[1] for ps in pairs.values() for p in ps)
+        grid = np.geomspace(low, high, GRID_POINTS) if high > low else np.array([low])
+        per_image = {}
+        for dataset, ps in pairs.items():
+            values = np.full((len(ps), len(grid)), np.nan)
+            for k, (a, b, (bx, by), (ox, oy)) in enumerate(ps):
+                inside = (grid >= a) & (grid <= b)
+                g = np.log(grid[inside])
+                values[k, inside] = np.interp(g, np.log(ox), oy) - np.interp(g, np.log(bx), by)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a grid point no seed of this image reaches
+                per_image[dataset] = np.nanmean(values, axis=0)
+        images = np.vstack(list(per_image.values()))
+        defined = np.isfinite(images).sum(axis=0)
+        keep = defined >= max(1, math.ceil(len(per_image) / 2))
+        images, n = images[:, keep], defined[keep]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(images, axis=0)
+        half = np.where(n > 1, stats.t.ppf(0.975, np.maximum(n - 1, 1)) * nan_sample_std(images, axis=0)
+                        / np.sqrt(n), np.nan)
+        if keep.any():
+            out.append(DifferenceCurve(str(model), base, other, grid[keep], mean, mean - half, mean + half,
+                                       {d: v[keep] for d, v in per_image.items()}))
     return out
 
 
@@ -110,11 +200,11 @@ def target_levels(curves: Sequence[ArmCurve], count: int = 3) -> List[float]:
     """Levels worth a time-to-target table: from the worst arm's final mean (every arm reaches it: the compute each
     needed to match the worst's result) towards the best's (excluded: only one arm reaches it), evenly spaced,
     rounded down to a tenth."""
-    finals = [c.mean[-1] for c in curves if len(c.mean)]
+    finals = [c.mean[-1] for c in curves if len(c.mean) and math.isfinite(c.mean[-1])]
     if len(finals) < 2:
         return []
     low, high = min(finals), max(finals)
-    return [math.floor((low + (high - low) * k / count) * 10) / 10 for k in range(count)]
+    return sorted({math.floor((low + (high - low) * k / count) * 10) / 10 for k in range(count)})  # distinct
 
 
 def time_to_target(curves: Sequence[ArmCurve], levels: Sequence[float]) -> pd.DataFrame:
@@ -124,13 +214,13 @@ def time_to_target(curves: Sequence[ArmCurve], levels: Sequence[float]) -> pd.Da
     for c in curves:
         rows.append({"model": c.model, "supervision": c.supervision,
                      **{f"{level:g}": first_reach(c.x, c.mean, level) for level in levels}})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "supervision", *(f"{level:g}" for level in levels)])
 
 
-def equal_compute_budget(finished: pd.DataFrame, axis: str = "flops") -> Optional[float]:
-    """The largest compute every arm reached: the smallest compute any trial reached by its last evaluation."""
-    ends = [xs[-1] for xs, _ in (_xy(c, AXES[axis], c.columns[-1]) for c in _with_curves(finished)["curve"])
-            if len(xs)]
+def equal_compute_budget(finished: pd.DataFrame, metric: str, axis: str = "flops") -> Optional[float]:
+    """The largest compute every arm reached: the smallest compute any trial reached by its last evaluation of
+    ``metric`` (evaluations at a compute no log axis shows, 0, NaN or inf, do not count)."""
+    ends = [xs[-1] for xs, _ in (_xy(c, AXES[axis], metric) for c in _with_curves(finished)["curve"]) if len(xs)]
     return float(min(ends)) if ends else None
 
 
@@ -150,13 +240,16 @@ def _amount(value: float, axis: str) -> str:
 
 def time_to_target_markdown(tables: dict, metric: str, level: str) -> str:
     """Both compute axes as one Markdown table: per arm and level, FLOPs (seconds)."""
-    flops, seconds = tables["flops"], tables["seconds"]
+    flops = tables["flops"]
+    seconds = tables.get("seconds", flops.iloc[0:0]).set_index(["model", "supervision"])
     levels = [c for c in flops.columns if c not in ("model", "supervision")]
     lines = [f"*Compute to reach a held-out {metric} at {level}: training FLOPs (seconds on this machine) the mean "
              "curve of each arm needed; interpolated between evaluations.*", "",
              "| model | supervision | " + " | ".join(f"{metric} ≥ {v}" for v in levels) + " |",
              "|---|---|" + "---|" * len(levels)]
-    for (_, f), (_, s) in zip(flops.iterrows(), seconds.iterrows()):
+    for _, f in flops.iterrows():
+        arm = (f["model"], f["supervision"])
+        s = seconds.loc[arm] if arm in seconds.index else {v: math.nan for v in levels}
         cells = [_amount(f[v], "flops") + (f" ({_amount(s[v], 'seconds')})" if math.isfinite(f[v]) else "")
                  for v in levels]
         lines.append(f"| {f['model']} | {f['supervision']} | " + " | ".join(cells) + " |")

@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import SweepResults, collect
-from analysis.compute import (AXES, arm_curves, at_equal_compute, equal_compute_budget, target_levels, time_to_target,
-                              time_to_target_latex, time_to_target_markdown)
-from analysis.figures import ComputeCurve, Curve, draw_all, picture_grid
+from analysis.compute import (AXES, arm_curves, at_equal_compute, difference_curves, equal_compute_budget,
+                              target_levels, time_to_target, time_to_target_latex, time_to_target_markdown)
+from analysis.figures import ComputeCurve, Curve, Drawn, draw_all, picture_grid
+from analysis.spread import STD_NAME
 from analysis.significance import significance_latex, significance_markdown, significance_table
 from analysis.tables import (LABELS, MODEL_ORDER, SUPERVISION_ORDER, ResultsTable, build_table, ordered, to_frame,
                              to_latex, to_markdown)
@@ -74,6 +75,8 @@ class ComputeSection:
     metric: str
     curves: Dict[str, list]
     """``flops`` and ``seconds`` → each arm's curve."""
+    differences: Dict[str, list]
+    """``flops`` and ``seconds`` → each model's paired val_der − val curve (empty without both arms)."""
     targets: Dict[str, pd.DataFrame]
     """``flops`` and ``seconds`` → time to target per arm and level."""
     budget: Optional[float]
@@ -116,6 +119,10 @@ class PictureGrid:
     title: str
     tracking_uri: str
     path: Path
+
+    @property
+    def paths(self) -> List[Path]:
+        return [self.path]
 
     def draw(self) -> List[Path]:
         from mlflow.artifacts import download_artifacts
@@ -185,11 +192,17 @@ def check_request(results: SweepResults, opts: ReportOptions) -> tuple:
                 if counts.get("MISSING") else "")
         summary = ", ".join(f"{k} {v}" for k, v in counts.items())
         raise ConfigError(f"experiment {results.name!r} has no finished runs ({summary}){hint}")
-    metrics = list(opts.metrics) if opts.metrics else list(results.task.metrics)
     known = sorted(c for c in finished.columns if c.startswith(("test_", "train_")) and finished[c].notna().any())
-    for metric in metrics:
-        if metric not in known:
-            raise ConfigError(f"--metric {metric!r}: no run of {results.name!r} has it; known: {', '.join(known)}")
+    if opts.metrics:
+        metrics = list(opts.metrics)
+        for metric in metrics:
+            if metric not in known:
+                raise ConfigError(f"--metric {metric!r}: no run of {results.name!r} has it; known: {', '.join(known)}")
+    else:  # the task's metrics that some finished run has (a note in the report names the others)
+        metrics = [m for m in results.task.metrics if m in known]
+        if not metrics:
+            raise ConfigError(f"experiment {results.name!r}: no finished run has any of its task's metrics "
+                              f"({', '.join(results.task.metrics)}); known: {', '.join(known) or 'none'}")
     bad = sorted(set(opts.formats) - set(FORMATS))
     if bad:
         raise ConfigError(f"--format {bad[0]!r}: unknown; known: {', '.join(FORMATS)}")
@@ -213,6 +226,8 @@ def compute(results: SweepResults, metrics: Sequence[str], level: str, opts: Rep
     planned_at_level = frame[frame["sampling"] == level]
     seeds = int(at_level["seed"].nunique())
     notes = ["trials: " + ", ".join(f"{v} {k.lower()}" for k, v in results.status_counts().items())]
+    notes += [f"{m}: no finished run recorded it, no table" for m in results.task.metrics
+              if not opts.metrics and m not in metrics]
     for axis, values in (("activation", models), ("supervision", sups), ("dataset", datasets)):
         if len(values) < 2:
             notes.append(f"axis {axis} does not vary (only {values[0] if values else 'none'})")
@@ -227,7 +242,7 @@ def compute(results: SweepResults, metrics: Sequence[str], level: str, opts: Rep
     sections = []
     for metric in metrics:
         caption = (f"Sweep {results.name}: held-out {LABELS.get(metric, metric)} at {level}, "
-                   + (f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed")
+                   + (f"mean ± {STD_NAME} over {seeds} seeds" if seeds > 1 else "one seed")
                    + f" ({len(at_level)}/{len(planned_at_level)} trials finished{tuned_note}).")
         table = build_table(at_level, metric, datasets, models, sups, caption)
         sections.append(MetricSection(metric, table, to_latex(table, label=f"tab:{results.name}-{metric}"),
@@ -258,25 +273,34 @@ def _compute_section(name: str, at_level: pd.DataFrame, metric: str, models, sup
                      notes: List[str]) -> Optional[ComputeSection]:
     """The first metric against compute at the level; None (with a note) without evaluation curves."""
     curves = {axis: arm_curves(at_level, metric, axis) for axis in AXES}
-    if not curves["flops"]:
+    curves = {axis: arms for axis, arms in curves.items() if arms}
+    if "flops" in curves and "seconds" not in curves:
+        notes.append(f"{metric} against seconds: no evaluation recorded a positive, finite training time")
+    if "flops" not in curves:
         notes.append("no metric against compute: the trials recorded no evaluation curve (set trial.eval_every; "
                      "runs of versions before 0.2 have none)")
         return None
+    differences = {axis: difference_curves(at_level, metric, axis) for axis in AXES} if both else {}
+    if both and not differences["flops"]:
+        notes.append(f"{metric} against compute: no image has val and val_der evaluated at a compute both reached, "
+                     "no paired difference (evaluate more often, trial.eval_every, or give val more steps at equal "
+                     "compute, sweeps/equal_compute.yaml)")
     levels = target_levels(curves["flops"])
-    targets = {axis: time_to_target(curves[axis], levels) for axis in AXES}
-    budget = equal_compute_budget(at_level)
+    targets = {axis: time_to_target(arms, levels) for axis, arms in curves.items()}
+    budget = equal_compute_budget(at_level, metric)
     equal = None
     frame = at_equal_compute(at_level, metric, budget) if budget else at_level.iloc[0:0]
     if len(frame):
         caption = (f"Sweep {name}: held-out {LABELS.get(metric, metric)} at {level} at equal compute, "
-                   f"{budget:.3g} training FLOPs per trial (the most every trial reached), mean ± std over seeds.")
+                   f"{budget:.3g} training FLOPs per trial (the most every trial reached), mean ± {STD_NAME} over "
+                   "seeds.")
         table = build_table(frame, metric, datasets, models, sups, caption)
         equal = MetricSection(metric, table, to_latex(table, label=f"tab:{name}-{metric}-equal-compute"),
                               significance_table(frame, metric, models) if both else None)
     else:
         notes.append("equal compute: no evaluation of every arm at a common compute (evaluate more often: "
                      "trial.eval_every)")
-    return ComputeSection(metric, curves, targets, budget, equal)
+    return ComputeSection(metric, curves, differences, targets, budget, equal)
 
 
 def _picture_runs(results: SweepResults, at_level: pd.DataFrame, dataset: str, models, sups, level: str,
@@ -376,9 +400,9 @@ TEXT_WRITERS: Dict[str, Callable[[ReportContent], Dict[str, str]]] = {"tex": _te
 """Format → the files (name → text) it writes of the content."""
 
 
-def draw_figures(c: ReportContent, formats: Sequence[str], out: Path) -> List[Path]:
+def draw_figures(c: ReportContent, formats: Sequence[str], out: Path) -> List[Drawn]:
     """The curves in every figure format asked for, the metric against compute, and the picture grid (PNG), all
-    in worker processes (``analysis.figures.draw_all``)."""
+    in worker processes (``analysis.figures.draw_all``); what each gave (its files, or why none)."""
     if not formats:
         return []
     figures: List = []
@@ -386,14 +410,20 @@ def draw_figures(c: ReportContent, formats: Sequence[str], out: Path) -> List[Pa
         figures.append(c.pictures)  # first: it loads the task and the data
     figures += [Curve(k.finished, k.metric, k.title, [out / f"{k.stem}.{f}" for f in formats]) for k in c.curves]
     if c.compute is not None:
-        figures += [ComputeCurve(arms, c.compute.metric, axis, f"{c.results.name}: {c.level}",
+        figures += [ComputeCurve(arms, c.compute.differences.get(axis, []), c.compute.metric, axis,
+                                 f"{c.results.name}: {c.level}",
                                  [out / f"compute_{c.compute.metric}_{axis}.{f}" for f in formats])
                     for axis, arms in c.compute.curves.items()]
     return draw_all(figures)
 
 
-def index(c: ReportContent, figures: Sequence[str]) -> str:
-    """``report.md``: every table in Markdown, the figures, the notes and the trials that did not finish."""
+def index(c: ReportContent, figures: Sequence[str], written: Optional[set] = None) -> str:
+    """``report.md``: every table in Markdown, the figures that were ``written`` (file names; None: every figure
+    planned), the notes and the trials that did not finish."""
+
+    def picture(alt: str, name: str) -> List[str]:
+        return [f"![{alt}]({name})"] if "png" in figures and (written is None or name in written) else []
+
     counts = c.results.status_counts()
     parts = [f"# Report: sweep `{c.results.name}` ({c.results.task.name})", "",
              f"Trials: {', '.join(f'{v} {k}' for k, v in counts.items())}. Tables at **{c.level}**, "
@@ -405,16 +435,15 @@ def index(c: ReportContent, figures: Sequence[str]) -> str:
         parts += [f"## {s.metric} at {c.level}", "", md[f"table_{s.metric}.md"], ""]
         if s.significance is not None:
             parts += [md[f"significance_{s.metric}.md"], ""]
-        if "png" in figures and c.curves:
-            parts += [f"![{s.metric} curve](curve_{s.metric}.png)", ""]
+        if c.curves:
+            parts += picture(f"{s.metric} curve", f"curve_{s.metric}.png") + [""]
     if c.compute is not None:
         k = c.compute
         parts += [f"## {k.metric} against compute at {c.level}", "", md[f"compute_{k.metric}.md"], ""]
-        if "png" in figures:
-            parts += [f"![{k.metric} against FLOPs](compute_{k.metric}_flops.png)",
-                      f"![{k.metric} against seconds](compute_{k.metric}_seconds.png)", ""]
-    if "png" in figures and c.pictures is not None:
-        parts += [f"![pictures](pictures_{c.pictures.dataset}.png)", ""]
+        parts += (picture(f"{k.metric} against FLOPs", f"compute_{k.metric}_flops.png")
+                  + picture(f"{k.metric} against seconds", f"compute_{k.metric}_seconds.png") + [""])
+    if c.pictures is not None:
+        parts += picture("pictures", f"pictures_{c.pictures.dataset}.png") + [""]
     parts += ["## Notes", ""] + [f"- {n}" for n in c.notes]
     frame = c.results.frame
     failed = frame[frame["status"] != "FINISHED"]
@@ -442,8 +471,12 @@ def make_report(target: str, opts: ReportOptions) -> Report:
         (out / name).write_text(text)
         report.files.append(out / name)
     figures = [f for f in FIGURE_FORMATS if f in opts.formats]
-    report.files += draw_figures(content, figures, out)
-    (out / "report.md").write_text(index(content, figures))
+    drawn = draw_figures(content, figures, out)
+    report.files += [p for d in drawn for p in d.paths]
+    failed = [d.failure for d in drawn if d.failure]
+    content.notes += failed
+    report.notes += failed
+    (out / "report.md").write_text(index(content, figures, {p.name for p in report.files}))
     report.files.append(out / "report.md")
     if opts.log_to_mlflow and results.latest_parent:
         Tracker(results.tracking_uri).client.log_artifacts(results.latest_parent, str(out), REPORT_FOLDER)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.spread import sample_std
 from analysis.tables import LABELS, latex_escape
 
 MIN_PAIRS = 3
@@ -58,7 +59,7 @@ def t_summary(diff: np.ndarray) -> dict:
     if n < MIN_PAIRS:
         out["note"] = f"{TOO_SMALL} (n = {n} < {MIN_PAIRS})"
         return out
-    sd = float(np.std(diff, ddof=1))
+    sd = sample_std(diff)
     half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
     out.update(ci_low=out["mean"] - half, ci_high=out["mean"] + half)
     # the paired t-test is the one-sample t-test of the differences (= stats.ttest_rel)

@@ -121,7 +121,9 @@ def test_latex_bolds_the_best_cell_marks_the_missing_one_and_has_booktabs(report
     tex = (out / "table_test_psnr.tex").read_text()
     assert tex == result.latex["test_psnr"]
     for token in ("\\toprule", "\\midrule", "\\bottomrule", "\\multicolumn{2}{c}{relu}", "\\multicolumn{2}{c}{sine}",
-                  "val\\_der", "\\caption{Sweep known: held-out PSNR (dB) at factor 4, mean $\\pm$ std over 3 seeds"):
+                  "val\\_der",
+                  "\\caption{Sweep known: held-out PSNR (dB) at factor 4, mean $\\pm$ sample std (n $-$ 1) over 3 "
+                  "seeds"):
         assert token in tex, token
     assert "siunitx" not in tex and "\\num{" not in tex
     lines = tex.splitlines()

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 
 import click
 
-from runners.cli.console import fail
+from runners.cli.console import fail, internal_error
 from sobolev.errors import SobolevError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -225,7 +225,12 @@ def report(target, out, metric, formats, factor, ratio, dataset, parent, trackin
                          formats=[f.strip() for f in formats.split(",") if f.strip()], factor=factor, ratio=ratio,
                          dataset=dataset, parent=parent, tracking_uri=tracking_uri, log_to_mlflow=not no_mlflow,
                          overrides=overrides)
-    result = make_report(target, opts)
+    try:
+        result = make_report(target, opts)
+    except SobolevError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line for the user, the traceback in a file
+        raise SobolevError(internal_error("report", exc, out / "report-error.log")) from None
     for note in result.notes:
         stdout.print(f"note: {note}", soft_wrap=True)
     for path in result.files:

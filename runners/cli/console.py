@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from sobolev.errors import SobolevError
 
 
 def _width() -> int | None:
@@ -39,3 +42,25 @@ def training_progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+class InternalError(SobolevError):
+    """A failure of the tool itself, not of the input: one line that says where the traceback was written, exit
+    code 1."""
+
+    exit_code = 1
+
+
+def internal_error(command: str, exc: BaseException, log: Path) -> InternalError:
+    """``exc`` (a bug) as an :class:`InternalError`: the traceback written to ``log`` (or, if that cannot be
+    written, only named), the message one line."""
+    import traceback
+
+    reason = (str(exc).strip().splitlines() or [""])[-1][:300]
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("".join(traceback.format_exception(exc)))
+        where = f"the traceback is in {log}"
+    except OSError:
+        where = "the traceback could not be written"
+    return InternalError(f"{command} failed: {type(exc).__name__}: {reason} ({where}; please report it)")
