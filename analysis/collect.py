@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -22,7 +22,8 @@ from runners.spec.read import raw_spec, read_spec_text
 from runners.store.layout import (AXIS, KIND_SWEEP, KIND_TRIAL, PARENT, TAG_EVALUATIONS, TAG_FAILURE, TAG_KEY, TAG_KIND,
                                   TAG_SHAPE, TAG_TASK)
 from runners.store.records import EvaluationCurve, PlanRecord, SearchResult, TaskInfo, TrialRecord, merged_trials
-from runners.store.tracker import Tracker, search_results
+from runners.store.reading import StoredExperiment, StoredRun, read_experiment, read_plan, read_runs
+from runners.store.tracker import Tracker, searches_in
 from runners.store.uri import resolve_tracking_uri, store_exists
 from sobolev.errors import ConfigError
 from sobolev.sampling import Sampling
@@ -50,6 +51,8 @@ class SweepResults:
     parent_run_ids: List[str] = field(default_factory=list)
     searches: List[SearchResult] = field(default_factory=list)
     """A tuned comparison: each arm's search result as the sweep recorded it."""
+    artifact_uris: Dict[str, str] = field(default_factory=dict)
+    """Parent run id → its artifact URI (where ``report`` logs its files)."""
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -91,20 +94,20 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     spec_text = read_spec_text(target) if _spec_target(target) else None
     name = str(raw_spec(spec_text, target, overrides).get("name", "")) if spec_text is not None else target
     uri = resolve_tracking_uri(tracking_uri)
-    tracker, exp, task = _experiment(name, uri)
-    runs = tracker.search(exp.experiment_id)
-    parents = sorted((r for r in runs if r.data.tags.get(TAG_KIND) == KIND_SWEEP and PARENT not in r.data.tags),
-                     key=lambda r: r.info.start_time)
-    parent_ids = [r.info.run_id for r in parents]
+    exp, task = _experiment(name, uri)
+    runs = read_runs(uri, exp.experiment_id)
+    parents = sorted((r for r in runs if r.tags.get(TAG_KIND) == KIND_SWEEP and PARENT not in r.tags),
+                     key=lambda r: r.start_time)
+    parent_ids = [r.run_id for r in parents]
     trials = _trial_runs(runs, parent, parent_ids, name)
     if spec_text is not None and overrides:  # the spec planned again: exactly its trials (this loads the task)
         from runners.plan.planner import plan_sweep
         from runners.spec.load import parse_spec_text
 
         plan = plan_sweep(parse_spec_text(spec_text, target, overrides), target)
-        planned, only_planned = _replanned(plan, tracker, exp.experiment_id), True
+        planned, only_planned = _replanned(plan, Tracker(uri), exp.experiment_id), True
     else:
-        planned, only_planned = _recorded_plan(tracker, parent, parent_ids)
+        planned, only_planned = _recorded_plan(uri, parent, parents)
     frame = _with_missing(_frame(trials), planned, only_planned)
     if frame.empty:
         raise ConfigError(f"experiment {name!r} in {uri} has no trial runs")
@@ -116,28 +119,28 @@ def collect(target: str, tracking_uri: Optional[str] = None, parent: str = "all"
     frame["fraction"] = [task.sampled_fraction(s) if s is not None else math.nan for s in samplings]
     frame["sampling"] = [s.label().replace("=", " ") if s is not None else UNKNOWN for s in samplings]
     frame = frame.sort_values(["dataset", "activation", "supervision", "fraction", "seed"], ignore_index=True)
-    return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids, _searches(parents, trials))
+    return SweepResults(name, task, frame, exp.experiment_id, uri, parent_ids, _searches(parents, trials),
+                        {r.run_id: r.artifact_uri for r in parents})
 
 
-def _experiment(name: str, uri: str) -> Tuple[Tracker, Any, TaskInfo]:
+def _experiment(name: str, uri: str) -> Tuple[StoredExperiment, TaskInfo]:
     """The store's experiment of the sweep ``name`` and its task (recorded with it; an experiment of an earlier
     version: from the task registry, which loads the trainers); one-line errors if there is none."""
     if not store_exists(uri):
         raise ConfigError(f"no MLflow store at {uri} (run the sweep first, or pass --tracking-uri)")
-    tracker = Tracker(uri)
-    exp = tracker.get_experiment(name)
+    exp = read_experiment(uri, name)
     if exp is None:
         raise ConfigError(f"experiment {name!r} does not exist in {uri}")
     if TAG_SHAPE not in exp.tags:
         raise ConfigError(f"experiment {name!r} in {uri} was not made by sobolev-sweep")
     if TAG_TASK in exp.tags:
-        return tracker, exp, TaskInfo.from_json(exp.tags[TAG_TASK])
-    return tracker, exp, TaskInfo.of(TASKS.get(json.loads(exp.tags[TAG_SHAPE])["task"]))
+        return exp, TaskInfo.from_json(exp.tags[TAG_TASK])
+    return exp, TaskInfo.of(TASKS.get(json.loads(exp.tags[TAG_SHAPE])["task"]))
 
 
-def _trial_runs(runs: List[Any], parent: str, parent_ids: List[str], name: str) -> List[Any]:
+def _trial_runs(runs: List[StoredRun], parent: str, parent_ids: List[str], name: str) -> List[StoredRun]:
     """The trial runs of ``parent`` (``all``, ``latest`` or a parent run id)."""
-    trials = [r for r in runs if r.data.tags.get(TAG_KIND) == KIND_TRIAL]
+    trials = [r for r in runs if r.tags.get(TAG_KIND) == KIND_TRIAL]
     if parent == "all":
         return trials
     if parent == "latest":
@@ -146,7 +149,7 @@ def _trial_runs(runs: List[Any], parent: str, parent_ids: List[str], name: str) 
         parent = parent_ids[-1]
     elif parent not in parent_ids:
         raise ConfigError(f"--parent {parent!r} is not a sweep run of {name!r}; known: {', '.join(parent_ids)}")
-    return [r for r in trials if r.data.tags.get(PARENT) == parent]
+    return [r for r in trials if r.tags.get(PARENT) == parent]
 
 
 def _replanned(plan: SweepPlan, tracker: Tracker, exp_id: str) -> List[TrialRecord]:
@@ -161,39 +164,39 @@ def _replanned(plan: SweepPlan, tracker: Tracker, exp_id: str) -> List[TrialReco
     return [t.record() for t in plan.trials]
 
 
-def _recorded_plan(tracker: Tracker, parent: str, parent_ids: List[str]) -> Tuple[Optional[List[TrialRecord]],
-                                                                                   bool]:
+def _recorded_plan(uri: str, parent: str, parents: List[StoredRun]) -> Tuple[Optional[List[TrialRecord]], bool]:
     """The trials the invocations recorded that they planned, and whether to keep only those: every
     invocation's for ``all`` (trials none of them ran are MISSING), one invocation's exactly otherwise."""
-    if not parent_ids:
+    if not parents:
         return None, False
     if parent == "all":
-        plans: List[PlanRecord] = [p for p in (tracker.planned(i) for i in parent_ids) if p is not None]
+        plans: List[PlanRecord] = [p for p in (read_plan(uri, r) for r in parents) if p is not None]
         return (merged_trials(plans) if plans else None), False
-    record = tracker.planned(parent_ids[-1] if parent == "latest" else parent)
+    run = parents[-1] if parent == "latest" else next(r for r in parents if r.run_id == parent)
+    record = read_plan(uri, run)
     return (list(record.trials) if record is not None else None), record is not None
 
 
-def _frame(trials: List[Any]) -> pd.DataFrame:
+def _frame(trials: List[StoredRun]) -> pd.DataFrame:
     """One row per trial key: its newest run, preferring a FINISHED one (a --rerun or a resumed sweep)."""
     rows = []
-    for r in sorted(trials, key=lambda r: r.info.start_time):
-        p = r.data.params
+    for r in sorted(trials, key=lambda r: r.start_time):
+        p = r.params
         row = {
-            "trial_key": r.data.tags.get(TAG_KEY),
-            "run_id": r.info.run_id,
-            "parent_run_id": r.data.tags.get(PARENT),
-            "status": r.info.status,
-            "start_time": r.info.start_time,
-            "failure": r.data.tags.get(TAG_FAILURE, ""),
-            "artifact_uri": r.info.artifact_uri,
+            "trial_key": r.tags.get(TAG_KEY),
+            "run_id": r.run_id,
+            "parent_run_id": r.tags.get(PARENT),
+            "status": r.status,
+            "start_time": r.start_time,
+            "failure": r.tags.get(TAG_FAILURE, ""),
+            "artifact_uri": r.artifact_uri,
             "params": p,
-            "curve": _curve(r.data.tags.get(TAG_EVALUATIONS)),
+            "curve": _curve(r.tags.get(TAG_EVALUATIONS)),
         }
         for key, value in p.items():
             if key.startswith(AXIS):
                 row[key[len(AXIS):]] = _number(value)
-        row.update(r.data.metrics)
+        row.update(r.metrics)
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:
@@ -229,14 +232,14 @@ def _with_planned_axes(frame: pd.DataFrame, planned: Optional[List[TrialRecord]]
     return frame.infer_objects()
 
 
-def _searches(parents: List, trials: List) -> List[SearchResult]:
+def _searches(parents: List[StoredRun], trials: List[StoredRun]) -> List[SearchResult]:
     """The search results the parent runs of the reported trials recorded (newest first wins per arm)."""
-    used = {r.data.tags.get(PARENT) for r in trials}
+    used = {r.tags.get(PARENT) for r in trials}
     found: Dict[str, SearchResult] = {}
     for run in reversed(parents):
-        if run.info.run_id not in used and used:
+        if run.run_id not in used and used:
             continue
-        for result in search_results(run):
+        for result in searches_in(run.tags):
             found.setdefault(result.label, result)
     return list(found.values())
 

@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from analysis.significance import t_quantile
 from analysis.spread import nan_sample_std, sample_std
 from runners.store.records import EvaluationCurve
 
@@ -188,7 +188,7 @@ def difference_curves(finished: pd.DataFrame, metric: str, axis: str = "flops", 
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(images, axis=0)
-        half = np.where(n > 1, stats.t.ppf(0.975, np.maximum(n - 1, 1)) * nan_sample_std(images, axis=0)
+        half = np.where(n > 1, t_quantile(np.maximum(n - 1, 1)) * nan_sample_std(images, axis=0)
                         / np.sqrt(n), np.nan)
         if keep.any():
             out.append(DifferenceCurve(str(model), base, other, grid[keep], mean, mean - half, mean + half,

@@ -8,7 +8,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Protocol, Sequence
+from typing import Callable, Dict, List, Optional, Protocol, Sequence
 
 import matplotlib
 
@@ -112,15 +112,22 @@ def _draw(figure: Figure) -> Drawn:
         return Drawn([], f"{names}: not drawn ({type(exc).__name__}: {reason})")
 
 
-def draw_all(figures: Sequence[Figure]) -> List[Drawn]:
+def draw_all(figures: Sequence[Figure], meanwhile: Optional[Callable[[], object]] = None) -> List[Drawn]:
     """Every figure, in forked worker processes, one per core the process may use (matplotlib draws in one thread:
-    the main job's 16 curve files took 3.3 s in one process on this 2-core machine); the slowest first."""
+    the main job's 16 curve files took 3.3 s in one process on this 2-core machine); the slowest first.
+    ``meanwhile`` runs in this process while they draw (the report opens MLflow then)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = min(cores, len(figures))
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [_draw(figure) for figure in figures]
+        drawn = [_draw(figure) for figure in figures]
+        if meanwhile is not None:
+            meanwhile()
+        return drawn
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(_draw, figures))
+        futures = [pool.submit(_draw, figure) for figure in figures]  # the workers fork now, before meanwhile
+        if meanwhile is not None:
+            meanwhile()
+        return [f.result() for f in futures]
 
 
 def _fraction_label(f: float) -> str:

@@ -125,7 +125,6 @@ class PictureGrid:
         return [self.path]
 
     def draw(self) -> List[Path]:
-        from mlflow.artifacts import download_artifacts
         from PIL import Image
 
         from sobolev.tasks import TASKS
@@ -141,13 +140,32 @@ class PictureGrid:
                     continue
                 uri, psnr = run
                 try:
-                    local = download_artifacts(artifact_uri=f"{uri}/prediction.png", dst_path=tmp,
-                                               tracking_uri=self.tracking_uri)
+                    local = _local_artifact(uri, "prediction.png") or _downloaded(uri, "prediction.png", tmp,
+                                                                                 self.tracking_uri)
                     panels[key] = np.asarray(Image.open(local))
                 except Exception:  # an artifact store that lost the file: show the gap, not a crash
                     pass
                 captions[key] = f"{psnr:.2f} dB" if math.isfinite(psnr) else ""
         return [picture_grid(ground_truth, panels, captions, self.models, self.supervisions, self.title, self.path)]
+
+
+def _local_artifact(artifact_uri: str, name: str) -> Optional[Path]:
+    """A run's artifact read where it lies, for a local artifact folder (no MLflow to import); None elsewhere."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme != "file":
+        return None
+    path = Path(unquote(parsed.path)) / name
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return path
+
+
+def _downloaded(artifact_uri: str, name: str, folder: str, tracking_uri: str) -> str:
+    from mlflow.artifacts import download_artifacts
+
+    return download_artifacts(artifact_uri=f"{artifact_uri}/{name}", dst_path=folder, tracking_uri=tracking_uri)
 
 
 @dataclass
@@ -400,10 +418,13 @@ TEXT_WRITERS: Dict[str, Callable[[ReportContent], Dict[str, str]]] = {"tex": _te
 """Format → the files (name → text) it writes of the content."""
 
 
-def draw_figures(c: ReportContent, formats: Sequence[str], out: Path) -> List[Drawn]:
+def draw_figures(c: ReportContent, formats: Sequence[str], out: Path,
+                 meanwhile: Optional[Callable[[], object]] = None) -> List[Drawn]:
     """The curves in every figure format asked for, the metric against compute, and the picture grid (PNG), all
     in worker processes (``analysis.figures.draw_all``); what each gave (its files, or why none)."""
     if not formats:
+        if meanwhile is not None:
+            meanwhile()
         return []
     figures: List = []
     if "png" in formats and c.pictures is not None:
@@ -414,7 +435,12 @@ def draw_figures(c: ReportContent, formats: Sequence[str], out: Path) -> List[Dr
                                  f"{c.results.name}: {c.level}",
                                  [out / f"compute_{c.compute.metric}_{axis}.{f}" for f in formats])
                     for axis, arms in c.compute.curves.items()]
-    return draw_all(figures)
+    return draw_all(figures, meanwhile)
+
+
+def _import_mlflow() -> None:
+    """What logging the report needs of MLflow, imported while the figures draw in their worker processes."""
+    import mlflow.store.artifact.artifact_repository_registry  # noqa: F401
 
 
 def index(c: ReportContent, figures: Sequence[str], written: Optional[set] = None) -> str:
@@ -471,14 +497,16 @@ def make_report(target: str, opts: ReportOptions) -> Report:
         (out / name).write_text(text)
         report.files.append(out / name)
     figures = [f for f in FIGURE_FORMATS if f in opts.formats]
-    drawn = draw_figures(content, figures, out)
+    log = opts.log_to_mlflow and results.latest_parent is not None
+    drawn = draw_figures(content, figures, out, _import_mlflow if log else None)  # MLflow imports meanwhile
     report.files += [p for d in drawn for p in d.paths]
     failed = [d.failure for d in drawn if d.failure]
     content.notes += failed
     report.notes += failed
     (out / "report.md").write_text(index(content, figures, {p.name for p in report.files}))
     report.files.append(out / "report.md")
-    if opts.log_to_mlflow and results.latest_parent:
-        Tracker(results.tracking_uri).client.log_artifacts(results.latest_parent, str(out), REPORT_FOLDER)
+    if log:
+        Tracker(results.tracking_uri).log_artifacts_at(results.artifact_uris[results.latest_parent], str(out),
+                                                       REPORT_FOLDER)
         report.notes.append(f"logged to MLflow run {results.latest_parent} under {REPORT_FOLDER}/")
     return report

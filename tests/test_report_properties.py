@@ -183,6 +183,46 @@ def test_every_store_shape_reports_and_every_number_is_the_pandas_one(shape):
     check_report(shape)
 
 
+@settings(max_examples=6)
+@given(store_shapes())
+def test_the_sql_read_of_a_store_is_mlflows_search(shape):
+    """What ``report`` reads of a SQLite store with one SQL query (``runners.store.reading``) is what MLflow's
+    search gives: every run's status, start, artifact folder, params, tags and latest metrics (NaN and inf
+    included), the experiment and each invocation's plan."""
+    from runners.store.reading import StoredRun, read_experiment, read_plan, read_runs
+    from runners.store.tracker import Tracker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        picture = root / "prediction.png"
+        Image.fromarray(np.full((4, 4, 3), 9, np.uint8)).save(picture)
+        uri = sqlite_uri(root)
+        write_store(shape, uri, picture)
+        tracker = Tracker(uri)
+        exp = tracker.get_experiment("shaped")
+        odd = tracker.client.create_run(exp.experiment_id).info.run_id
+        tracker.log_metrics(odd, [{"step": 1, "a": math.nan, "b": math.inf, "c": -math.inf, "d": 2.5}], 0)
+        tracker.log_metrics(odd, [{"step": 0, "d": 7.0}], 0)  # an earlier step logged later: not the latest
+        stored = read_experiment(uri, "shaped")
+        assert (stored.experiment_id, stored.lifecycle_stage, stored.tags) == (
+            exp.experiment_id, exp.lifecycle_stage, dict(exp.tags))
+        assert read_experiment(uri, "nope") is None
+        ours = {r.run_id: r for r in read_runs(uri, exp.experiment_id)}
+        theirs = {r.info.run_id: StoredRun.of(r) for r in tracker.search(exp.experiment_id)}
+        assert sorted(ours) == sorted(theirs)
+        for run_id, run in theirs.items():
+            mine = ours[run_id]
+            assert (mine.status, mine.start_time, mine.artifact_uri, mine.params, mine.tags) == (
+                run.status, run.start_time, run.artifact_uri, run.params, run.tags)
+            assert mine.metrics.keys() == run.metrics.keys()
+            for key, value in run.metrics.items():
+                assert mine.metrics[key] == value or (math.isnan(value) and math.isnan(mine.metrics[key])), key
+        assert ours[odd].metrics["d"] == 2.5 and math.isnan(ours[odd].metrics["a"])
+        for run in theirs.values():
+            if "sobolev.kind" in run.tags and "mlflow.parentRunId" not in run.tags:
+                assert read_plan(uri, run) == tracker.planned(run.run_id) is not None
+
+
 # -- the failing examples hypothesis found, kept --------------------------------------------------------------------
 
 
