@@ -73,7 +73,7 @@ class RegressionConfig(Settings):
     log_every: Integer = Field(0, ge=0)
     """Loss history / callback interval in steps; 0: every 1 % of the steps."""
     eval_every: Integer = Field(0, ge=0)
-    """Held-out metrics interval in steps; 0: only at the end."""
+    """Held-out metrics (and the compute spent) every N steps, whatever ``log_every``; 0: only at the end."""
     device: str = "cpu"
     """``cpu`` or ``cuda`` (``cuda:N``)."""
     derivative_impl: str = "auto"
