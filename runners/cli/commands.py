@@ -203,7 +203,8 @@ def ui(tracking_uri, port) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("target", metavar="SPEC_OR_EXPERIMENT")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True,
+              help="Folder of the report's files (made if missing).")
 @click.option("--metric", default=None,
               help="Comma-separated metrics (default: the task's held-out metrics: test_psnr,test_ssim for images "
                    "and NeRF, test_psnr for audio).")
