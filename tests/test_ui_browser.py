@@ -1,5 +1,6 @@
 """The MLflow UI as a user sees it: a real sweep, ``sobolev-sweep ui`` on 127.0.0.1, pages rendered by a real
-headless Chromium (Debian's ``chromium``, installed by .ci/run), assertions on what the pages show."""
+headless Chromium (Debian's ``chromium``: ``apt-get install chromium``), assertions on what the pages show.
+Marked slow: ``python -m pytest -m slow`` runs it, CI does not yet."""
 
 import re
 import shutil
@@ -17,7 +18,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def rendered_text(url: str) -> str:
     """The page's visible text once its scripts have run (``--dump-dom`` after a virtual-time budget)."""
-    assert CHROMIUM, "Debian's chromium is needed for the UI test (apt-get install chromium; .ci/run does)"
+    assert CHROMIUM, "Debian's chromium is needed for the UI test (apt-get install chromium)"
     proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
                            "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
