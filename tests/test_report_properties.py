@@ -43,14 +43,21 @@ def test_the_stores_record_what_the_registered_tasks_record():
         assert TaskInfo.of(TASKS.get(name)) == info
 
 
+def written(shape: StoreShape, root: Path, name: str = "shaped") -> str:
+    """A store of ``shape`` written into ``root`` (the predictions a picture beside it); its tracking URI."""
+    picture = root / "prediction.png"
+    if not picture.exists():
+        Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(picture)
+    uri = sqlite_uri(root)
+    write_store(shape, uri, picture, name)
+    return uri
+
+
 def report_of(shape: StoreShape):
     """The report of a store of ``shape`` (CSV, Markdown, LaTeX and PNG), or the ConfigError it refused with."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        picture = root / "prediction.png"
-        Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(picture)
-        uri = sqlite_uri(root)
-        write_store(shape, uri, picture)
+        uri = written(shape, root)
         out = root / "report"
         try:
             report = make_report("shaped", ReportOptions(out=out, tracking_uri=uri, formats=FORMATS,
@@ -193,11 +200,7 @@ def test_the_sql_read_of_a_store_is_mlflows_search(shape):
     from runners.store.tracker import Tracker
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        picture = root / "prediction.png"
-        Image.fromarray(np.full((4, 4, 3), 9, np.uint8)).save(picture)
-        uri = sqlite_uri(root)
-        write_store(shape, uri, picture)
+        uri = written(shape, Path(tmp))
         tracker = Tracker(uri)
         exp = tracker.get_experiment("shaped")
         odd = tracker.client.create_run(exp.experiment_id).info.run_id
@@ -285,15 +288,12 @@ def test_the_command_reports_the_shapes_that_crashed_it_and_exits_0(tmp_path):
     trials = [_trial("d0", m, s, 4, seed, _done(20.0 + seed, one(0.003 + seed / 1e3, 20.0 + seed), ssim=0.5))
               for m in ("relu", "sine") for s in ("val", "val_der") for seed in (0, 1)]
     trials.append(_trial("d0", "relu", "val", 4, 2, Run("NO_PARAMS", 0)))
-    picture = tmp_path / "prediction.png"
-    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(picture)
-    uri = sqlite_uri(tmp_path)
-    write_store(_shape("image", trials), uri, picture)
+    uri = written(_shape("image", trials), tmp_path)
     proc = cli("report", "shaped", "--tracking-uri", uri, "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "note: trials: 8 finished, 1 killed" in proc.stdout
     assert (tmp_path / "out" / "compute_test_psnr_seconds.png").stat().st_size > 1000
-    write_store(_shape("audio", [_trial("d0", "relu", "val", 2, 0, Run("FAILED", 0))]), uri, picture, name="none")
+    written(_shape("audio", [_trial("d0", "relu", "val", 2, 0, Run("FAILED", 0))]), tmp_path, name="none")
     line = one_line_error(cli("report", "none", "--tracking-uri", uri, "--out", str(tmp_path / "o2"), cwd=tmp_path))
     assert "has no finished runs (FAILED 1)" in line

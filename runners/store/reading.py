@@ -25,6 +25,8 @@ from runners.store.uri import sqlite_path
 
 @dataclass(frozen=True)
 class StoredExperiment:
+    """An experiment as a report reads it: its id, whether it is deleted, its tags (shape, task)."""
+
     experiment_id: str
     lifecycle_stage: str
     tags: Dict[str, str]
