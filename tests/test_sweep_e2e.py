@@ -93,6 +93,27 @@ def test_diverging_trial_ends_failed_with_reason_and_sweep_goes_on(tmp_path):
     assert "2 to run" in cli("run", str(path), "--dry-run", "--rerun", cwd=tmp_path).stdout
 
 
+def test_an_attempt_that_dies_before_its_runs_have_params_is_retried_and_they_get_them(tmp_path):
+    """Every Tune trial's first attempt raises after opening its runs and before logging their params (the window
+    in which a worker that dies left a run without params: a FINISHED run without its axes that ``report`` could
+    not place).  The retry logs the params, the dataset and the metrics once, and the report places every trial."""
+    path = write_spec(tmp_path)
+    proc = cli("run", str(path), "--no-live", cwd=tmp_path, env=fail_once_at(0))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    uri = sqlite_uri(tmp_path)
+    kids = children(runs(uri, "tiny"))
+    assert len(kids) == 2
+    for run in kids:
+        assert run.info.status == "FINISHED"
+        assert {"trial_key", "axis.dataset", "axis.factor", "axis.seed", "flops_per_step"} <= set(run.data.params)
+        assert len(client(uri).get_run(run.info.run_id).inputs.dataset_inputs) == 1
+        history = client(uri).get_metric_history(run.info.run_id, "loss")
+        assert len({m.step for m in history}) == len(history)  # nothing logged twice
+    report = cli("report", "tiny", "--out", str(tmp_path / "r"), "--format", "csv,md", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "unknown" not in (tmp_path / "r" / "report.md").read_text()
+
+
 @pytest.mark.slow
 def test_failing_trial_is_retried_from_its_checkpoint(tmp_path):
     (tmp_path / "a").mkdir()

@@ -171,7 +171,8 @@ class TrialPack:
         self.report_seconds = 0.0
         self.logged_step: Dict[str, int] = {}  # member to train → last step its run has (0: created now)
         self.stale_failure: Set[str] = set()
-        self.created: Set[str] = set()  # members whose run this attempt created (its params not logged yet)
+        self.bare: Set[str] = set()
+        """Members whose run has no params yet: created by this attempt, or by one that ended before build()."""
         self.attempts = 0  # this pack's failed attempts so far (its runs' tag)
 
     # 1. child runs
@@ -183,9 +184,9 @@ class TrialPack:
             run, created = self.tracker.open_child(self.ctx.experiment_id, self.ctx.parent_run_id, t.key,
                                                    t.name, None, {**tags, **trial_tags(t)})  # params: build()
             self.run_ids[t.key] = run.info.run_id
-            if created:
-                self.created.add(t.key)
-            if created and t.dataset is not None:
+            if created or "trial_key" not in run.data.params:  # an earlier attempt may have died before build()
+                self.bare.add(t.key)
+            if t.key in self.bare and t.dataset is not None and not (run.inputs and run.inputs.dataset_inputs):
                 self.tracker.log_dataset(run.info.run_id, t.dataset.name, t.dataset.digest, t.dataset.source,
                                          [*t.shape, t.channels], t.samples)
             if run.info.status == "FINISHED":
@@ -253,6 +254,12 @@ class TrialPack:
 
     # 2. trainers, restored from the latest checkpoint: Tune's (a retry, a resume) or an earlier invocation's
     def build(self, checkpoint, earlier: Dict[str, str]) -> None:
+        if _injected_failure_step() == 0:  # test-only: an attempt that ends before its runs have their params
+            marker = _injected_failure_marker(self.run_ids[self.members[0].key])
+            if not marker.exists():
+                marker.parent.mkdir(exist_ok=True)
+                marker.write_text("0")
+                raise InjectedFailure("injected failure before the trainers were built")
         t0 = time.perf_counter()
         self.trainers = [t.config.setup() for t in self.todo]
         self.setup_seconds = (time.perf_counter() - t0) / len(self.todo)  # data, targets, model: per member
@@ -261,7 +268,7 @@ class TrialPack:
             self.tracker.set_tags(self.run_ids[key], {TAG_RESTORED: trainers[key].step})
         for t, trainer in zip(self.todo, self.trainers):  # its FLOPs counted on its own step (sobolev.flops)
             flops = {FLOPS_PARAM: trainer.measure_flops()}
-            self.tracker.log_params(self.run_ids[t.key], {**trial_params(t), **flops} if t.key in self.created
+            self.tracker.log_params(self.run_ids[t.key], {**trial_params(t), **flops} if t.key in self.bare
                                     else flops)
         self.logs = [BatchedMetrics(self.tracker, self.run_ids[t.key], self.logged_step[t.key]) for t in self.todo]
         self.step = self.last["report"] = self.last["checkpoint"] = min(tr.step for tr in self.trainers)
