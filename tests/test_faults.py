@@ -99,9 +99,10 @@ STEPS = 1500
 
 
 def _interruptible_spec(tmp_path, **changes):
-    """Two trials, one at a time, long enough (1500 steps, 4–9 s here) that a kill lands inside one."""
+    """Two trials, one at a time, long enough (1500 steps, 4–9 s here) that a kill lands inside one; losses every
+    25 steps, held-out metrics every 100."""
     return write_spec(tmp_path, trial__steps=STEPS, run__max_concurrent=1, run__checkpoint_every=50,
-                      run__report_every=25, trial__log_every=25, **changes)
+                      run__report_every=25, trial__log_every=25, trial__eval_every=100, **changes)
 
 
 def _last_step(uri, run):
