@@ -119,10 +119,18 @@ def _cli_child(argv: List[str], cwd: str, env: Dict[str, str], out: str, err: st
 
 
 @functools.lru_cache(maxsize=None)
-def client(uri: str):
-    """One client per store (a client per call would open a database engine per call)."""
+def client(uri: str, create: bool = False):
+    """One client per store (a client per call would open a database engine per call).  A SQLite store the sweep
+    has not made yet is an error unless ``create``: MLflow would create and migrate the file itself, racing the
+    drivers that are making it (two drivers and a test polling for their runs failed with ``table
+    _alembic_tmp_experiments already exists``)."""
     from mlflow.tracking import MlflowClient
 
+    from runners.store.uri import sqlite_path
+
+    db = sqlite_path(uri)
+    if db is not None and not db.exists() and not create:
+        raise FileNotFoundError(f"no store at {db} yet")
     return MlflowClient(tracking_uri=uri)
 
 

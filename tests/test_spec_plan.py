@@ -111,7 +111,7 @@ def test_name_colliding_with_another_experiment_shape_is_refused(tmp_path):
     from tests.sweep_helpers import client, sqlite_uri
 
     uri = sqlite_uri(tmp_path)
-    c = client(uri)
+    c = client(uri, create=True)  # a store made by someone else, before any sweep
     c.create_experiment("tiny", tags={"sobolev.shape": json.dumps({"task": "audio", "axes": ["dataset"]})})
     c.create_experiment("foreign")
     path = write_spec(tmp_path)
