@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.spread import sample_std  # noqa: E402
 from analysis.tables import LABELS  # noqa: E402
+from sobolev.errors import last_line  # noqa: E402
 
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
 PAPER_STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
@@ -107,9 +108,8 @@ def _draw(figure: Figure) -> Drawn:
         import matplotlib.pyplot as plt_
 
         plt_.close("all")
-        reason = (str(exc).strip().splitlines() or [""])[-1][:200]
         names = ", ".join(Path(p).name for p in getattr(figure, "paths", [])) or type(figure).__name__
-        return Drawn([], f"{names}: not drawn ({type(exc).__name__}: {reason})")
+        return Drawn([], f"{names}: not drawn ({type(exc).__name__}: {last_line(exc, 200)})")
 
 
 def draw_all(figures: Sequence[Figure], meanwhile: Optional[Callable[[], object]] = None) -> List[Drawn]:

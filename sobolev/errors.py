@@ -22,6 +22,12 @@ class SobolevError(Exception):
     """2: bad input (the default); 1: the machine refused (a full disk, ``runners.engine.failures``)."""
 
 
+def last_line(exc: BaseException, limit: int = 500) -> str:
+    """The last line of an exception's message (where a traceback-carrying error says what went wrong), at most
+    ``limit`` characters; its type's name when it has no message."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:limit]
+
+
 def format_key_path(path: Sequence[Union[str, int]]) -> str:
     """``("grid", "activations", 1)`` → ``grid.activations[1]``."""
     text = ""

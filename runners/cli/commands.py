@@ -231,7 +231,7 @@ def report(target, out, metric, formats, factor, ratio, dataset, parent, trackin
     except SobolevError:
         raise
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line for the user, the traceback in a file
-        raise SobolevError(internal_error("report", exc, out / "report-error.log")) from None
+        raise internal_error("report", exc, out / "report-error.log") from None
     for note in result.notes:
         stdout.print(f"note: {note}", soft_wrap=True)
     for path in result.files:

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from sobolev.errors import SobolevError
+from sobolev.errors import SobolevError, last_line
 
 
 def _width() -> int | None:
@@ -56,11 +56,10 @@ def internal_error(command: str, exc: BaseException, log: Path) -> InternalError
     written, only named), the message one line."""
     import traceback
 
-    reason = (str(exc).strip().splitlines() or [""])[-1][:300]
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("".join(traceback.format_exception(exc)))
         where = f"the traceback is in {log}"
     except OSError:
         where = "the traceback could not be written"
-    return InternalError(f"{command} failed: {type(exc).__name__}: {reason} ({where}; please report it)")
+    return InternalError(f"{command} failed: {type(exc).__name__}: {last_line(exc, 300)} ({where}; please report it)")

@@ -37,6 +37,7 @@ from runners.store.records import SearchResult
 from runners.store.tracker import Tracker
 from runners.worker.contract import TrialContext, TuningArm
 from sobolev.config import nest
+from sobolev.errors import last_line
 
 
 def arm_runs(tracker: Tracker, exp_id: str, arm: Arm, parent: Optional[str] = None) -> List[Any]:
@@ -244,7 +245,7 @@ def settle_runs(tuner, tracker: Tracker, exp_id: str, parent: str, arm: Arm) -> 
         if result is None:
             tracker.finish(run.info.run_id, "KILLED")
         elif result.error is not None:
-            tracker.set_tags(run.info.run_id, {TAG_FAILURE: str(result.error).strip().splitlines()[-1][:500]})
+            tracker.set_tags(run.info.run_id, {TAG_FAILURE: last_line(result.error)})
             tracker.finish(run.info.run_id, "FAILED")
         else:
             reached = int((result.metrics or {}).get("step", arm.steps))

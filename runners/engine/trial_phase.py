@@ -33,6 +33,7 @@ from runners.store.layout import TAG_FAILURE, TAG_KEY, TIME_PREFIX, timing
 from runners.store.tracker import Tracker, TrialRuns
 from runners.worker.checkpoints import latest_checkpoints
 from runners.worker.contract import CHAIN, PackNames, SweepTrials, TrialContext, pack_dirname, pack_keys
+from sobolev.errors import last_line
 
 
 def trial_context(inv: Invocation) -> TrialContext:
@@ -160,7 +161,7 @@ def _tune_errors(tuner) -> Dict[str, str]:
     for result in grid:
         if result.error is not None and result.config and CHAIN in result.config:
             for key in pack_keys(result.config):
-                errors[key] = str(result.error).strip().splitlines()[-1][:500]
+                errors[key] = last_line(result.error)
     return errors
 
 

@@ -40,6 +40,7 @@ from runners.store.records import EvaluationCurve
 from runners.store.tracker import Tracker, diverged
 from runners.worker.checkpoints import report_with_checkpoint, restore_members
 from runners.worker.contract import SweepTrials, TrialContext
+from sobolev.errors import last_line
 
 FAIL_ONCE_AT_STEP = "SOBOLEV_TEST_FAIL_ONCE_AT_STEP"
 """Test-only fault injection (tests/README.md): every Tune trial raises once on reaching this step."""
@@ -240,7 +241,7 @@ class TrialPack:
         if not isinstance(exc, Exception):
             return False
         self.attempts += 1
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:500]
+        reason = last_line(exc)
         left = [t for t in self.todo if t.key not in self.finished and t.key not in self.failed]
         for t in left:
             self.tracker.set_tags(self.run_ids[t.key], {TAG_ATTEMPTS: self.attempts, TAG_FAILURE: reason,
