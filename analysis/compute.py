@@ -68,6 +68,12 @@ def first_reach(xs: np.ndarray, ys: np.ndarray, level: float) -> float:
     return float(x0 + (level - y0) / (y1 - y0) * (x1 - x0)) if y1 != y0 else float(x1)
 
 
+def half_defined(values: np.ndarray) -> np.ndarray:
+    """The grid points (columns) where at least half of the curves (rows), and at least one, have a value: where a
+    mean over them is shown."""
+    return np.isfinite(values).sum(axis=0) >= max(1, math.ceil(len(values) / 2))
+
+
 @dataclass(frozen=True)
 class ArmCurve:
     """One arm's metric against compute: a log-spaced grid and the mean and std over its trials."""
@@ -104,8 +110,7 @@ def arm_curves(finished: pd.DataFrame, metric: str, axis: str = "flops") -> List
         for k, (xs, ys) in enumerate(curves):
             inside = (grid >= xs[0]) & (grid <= xs[-1])
             values[k, inside] = np.interp(np.log(grid[inside]), np.log(xs), ys)
-        defined = np.sum(np.isfinite(values), axis=0)
-        keep = defined >= max(1, math.ceil(len(curves) / 2))
+        keep = half_defined(values)
         if not keep.any():  # no compute half of the trials share (one evaluation each, say): where they ended
             finals = np.array([(xs[-1], ys[-1]) for xs, ys in curves])
             out.append(ArmCurve(model, sup, np.array([math.exp(np.log(finals[:, 0]).mean())]),
@@ -182,9 +187,9 @@ def difference_curves(finished: pd.DataFrame, metric: str, axis: str = "flops", 
                 warnings.simplefilter("ignore", RuntimeWarning)  # a grid point no seed of this image reaches
                 per_image[dataset] = np.nanmean(values, axis=0)
         images = np.vstack(list(per_image.values()))
-        defined = np.isfinite(images).sum(axis=0)
-        keep = defined >= max(1, math.ceil(len(per_image) / 2))
-        images, n = images[:, keep], defined[keep]
+        keep = half_defined(images)
+        images = images[:, keep]
+        n = np.isfinite(images).sum(axis=0)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(images, axis=0)

@@ -34,6 +34,7 @@ from analysis.tables import (LABELS, MODEL_ORDER, SUPERVISION_ORDER, ResultsTabl
 from analysis.tuned import tuned_caption, tuned_frame, tuned_latex, tuned_markdown
 from runners.store.layout import REPORT_FOLDER
 from runners.store.tracker import Tracker
+from runners.store.uri import local_folder
 from sobolev.errors import ConfigError
 
 TEXT_FORMATS = ("tex", "csv", "md")
@@ -140,26 +141,14 @@ class PictureGrid:
                     continue
                 uri, psnr = run
                 try:
-                    local = _local_artifact(uri, "prediction.png") or _downloaded(uri, "prediction.png", tmp,
-                                                                                 self.tracking_uri)
+                    folder = local_folder(uri)
+                    local = folder / "prediction.png" if folder is not None else _downloaded(
+                        uri, "prediction.png", tmp, self.tracking_uri)
                     panels[key] = np.asarray(Image.open(local))
                 except Exception:  # an artifact store that lost the file: show the gap, not a crash
                     pass
                 captions[key] = f"{psnr:.2f} dB" if math.isfinite(psnr) else ""
         return [picture_grid(ground_truth, panels, captions, self.models, self.supervisions, self.title, self.path)]
-
-
-def _local_artifact(artifact_uri: str, name: str) -> Optional[Path]:
-    """A run's artifact read where it lies, for a local artifact folder (no MLflow to import); None elsewhere."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme != "file":
-        return None
-    path = Path(unquote(parsed.path)) / name
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    return path
 
 
 def _downloaded(artifact_uri: str, name: str, folder: str, tracking_uri: str) -> str:

@@ -8,6 +8,7 @@ Every caption names it with :data:`STD_NAME`.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterable
 
 import numpy as np
@@ -25,10 +26,7 @@ def sample_std(values: Iterable[float]) -> float:
 
 
 def nan_sample_std(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    """The sample std along ``axis`` over the finite entries (NaN where fewer than two are finite)."""
-    finite = np.isfinite(values)
-    count = finite.sum(axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.nansum(values, axis=axis) / count
-        squares = np.nansum(np.where(finite, (values - np.expand_dims(mean, axis)) ** 2, 0.0), axis=axis)
-        return np.where(count > DDOF, np.sqrt(squares / np.maximum(count - DDOF, 1)), np.nan)
+    """The sample std along ``axis`` over the entries that are not NaN (NaN where fewer than two are)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "degrees of freedom <= 0" where one value is defined
+        return np.nanstd(values, axis=axis, ddof=DDOF)

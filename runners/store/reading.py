@@ -16,12 +16,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
-from urllib.parse import unquote, urlparse
 
 from runners.store.layout import PLAN_ARTIFACT
 from runners.store.records import PlanRecord
 from runners.store.tracker import Tracker, sqlite3_reader
-from runners.store.uri import sqlite_path
+from runners.store.uri import local_folder, sqlite_path
 
 @dataclass(frozen=True)
 class StoredExperiment:
@@ -99,8 +98,8 @@ def read_runs(uri: str, experiment_id: str) -> List[StoredRun]:
 def read_plan(uri: str, run: StoredRun) -> Optional[PlanRecord]:
     """The plan an invocation recorded on its parent run (None before plans were recorded, or if its file is gone):
     from the local artifact folder where the store keeps one, else through MLflow."""
-    parsed = urlparse(run.artifact_uri)
-    if sqlite_path(uri) is not None and parsed.scheme in ("file", ""):
-        path = Path(unquote(parsed.path)) / PLAN_ARTIFACT
+    folder = local_folder(run.artifact_uri) if sqlite_path(uri) is not None else None
+    if folder is not None:
+        path = folder / PLAN_ARTIFACT
         return PlanRecord.from_json(path.read_text()) if path.is_file() else None
     return Tracker(uri).planned(run.run_id)

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from runners.store.layout import DEFAULT_TRACKING_URI
 from sobolev.errors import ConfigError
@@ -97,6 +97,13 @@ def artifact_location(uri: str, experiment: str) -> Optional[str]:
     """Beside a sqlite store: ``<db folder>/mlartifacts/<experiment>``; a server decides itself."""
     db = sqlite_path(uri)
     return (db.parent / "mlartifacts" / experiment).as_uri() if db is not None else None
+
+
+def local_folder(artifact_uri: str) -> Optional[Path]:
+    """The folder of a run's artifacts when it is on this machine (a ``file:`` URI or a plain path: beside a SQLite
+    store), read and written without MLflow; None for any other artifact store."""
+    parsed = urlparse(artifact_uri)
+    return Path(unquote(parsed.path)) if parsed.scheme in ("file", "") and artifact_uri else None
 
 
 def store_exists(uri: str) -> bool:
