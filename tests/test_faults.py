@@ -393,25 +393,28 @@ def test_tracking_server_down_for_30_s_mid_sweep_costs_nothing(tmp_path):
 
 # -- the MLflow UI -------------------------------------------------------------------------------
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGHUP, 129)])
-def test_ctrl_c_or_a_closed_terminal_mid_sweep_ends_it_interrupted_then_resume_finishes(tmp_path, sig, code):
-    """Ctrl-C (SIGINT to the driver) and SIGHUP (a closed terminal) inside a checkpointed trial: Tune stops the
-    trials, their runs end KILLED, the summary says INTERRUPTED, exit 130 (129); nothing is left RUNNING and no
-    process of the driver's; ``resume`` finishes every trial once."""
+def test_ctrl_c_then_a_closed_terminal_end_the_sweep_interrupted_then_run_finishes(tmp_path):
+    """Ctrl-C (SIGINT to the driver) inside a checkpointed trial: Tune stops the trials, their runs end KILLED, the
+    summary says INTERRUPTED, exit 130, nothing RUNNING and no process of the driver's left.  ``resume`` goes on
+    from the checkpoint; SIGHUP (a closed terminal) inside it: exit 129, the same.  ``run`` then finishes every
+    trial once.  (One sweep for both signals: CI runs it.)"""
     path, uri = _interruptible_spec(tmp_path), sqlite_uri(tmp_path)
-    driver = _start(["run", str(path), "--no-live"], tmp_path)
-    _wait_for(lambda: _checkpointed_and_running(uri), 300, "a checkpointed running trial", process=driver)
-    family = _family(driver.pid)
-    driver.send_signal(sig)
-    out, err = driver.communicate(timeout=120)
-    assert driver.returncode == code and "Traceback" not in err, (driver.returncode, err[-3000:])
-    assert "INTERRUPTED" in out and "resume with" in out
-    statuses = _statuses(uri)
-    assert "KILLED" in statuses and "RUNNING" not in statuses, statuses
-    assert [r.info.status for r in parents(runs(uri, "tiny"))] == ["KILLED"]
-    _assert_all_gone(family[1:])
-    proc = cli("resume", str(path), "--no-live", cwd=tmp_path)
+    past = 0
+    for command, sig, code in (("run", signal.SIGINT, 130), ("resume", signal.SIGHUP, 129)):
+        driver = _start([command, str(path), "--no-live"], tmp_path)
+        victim = _wait_for(lambda: _checkpointed_and_running(uri, past=past), 300, "a checkpointed running trial",
+                           process=driver)
+        past = _last_step(uri, victim)
+        family = _family(driver.pid)
+        driver.send_signal(sig)
+        out, err = driver.communicate(timeout=120)
+        assert driver.returncode == code and "Traceback" not in err, (sig, driver.returncode, err[-3000:])
+        assert "INTERRUPTED" in out and "resume with" in out
+        statuses = _statuses(uri)
+        assert "KILLED" in statuses and "RUNNING" not in statuses, statuses
+        assert [r.info.status for r in parents(runs(uri, "tiny"))] == ["KILLED"]
+        _assert_all_gone(family[1:])
+    proc = cli("run", str(path), "--no-live", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_every_trial_once_and_finished(uri, 2)
 
@@ -423,7 +426,6 @@ def _opened_without_trials(uri):
         and not children(all_runs)
 
 
-@pytest.mark.slow
 def test_ctrl_c_while_the_sweep_opens_ends_what_it_left_killed(tmp_path):
     """SIGINT once the parent run exists and before Tune has opened a trial run (outside Tune's own handling,
     ``runners.engine.sweep.interrupted``): exit 130, the parent KILLED, nothing RUNNING; ``run`` then finishes
